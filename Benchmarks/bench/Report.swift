@@ -1,0 +1,112 @@
+import CBLAS
+import Foundation
+import Kiln
+
+/// One result row; the same keys in every bench subcommand.
+struct Row: Encodable {
+    var benchmark: String
+    var backend: String
+    var impl: String
+    /// "fwd", "bwd" or "fwd+bwd".
+    var pass: String
+    var shape: String
+    var median_ms: Double
+    var min_ms: Double
+    var gflops: Double?
+    var gbps: Double?
+    var max_abs_error: Double?
+    var baseline: String
+    /// Baseline time ÷ this row's time (median), both measured in the same run.
+    var ratio_to_baseline: Double?
+}
+
+/// Wall-clock samples of repeated runs.
+struct Timing {
+    var samples: [Double] = []
+    var median: Double {
+        let s = samples.sorted()
+        return s.isEmpty ? .nan : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+    var minimum: Double { samples.min() ?? .nan }
+
+    /// Times `body` once in milliseconds and records it.
+    mutating func measure(_ body: () throws -> Void) rethrows {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try body()
+        samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+    }
+}
+
+/// The machine header every report starts with.
+enum MachineHeader {
+    /// CPU flags from /proc/cpuinfo.
+    static var cpuFlags: Set<Substring> {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return [] }
+        return Set(line.split(separator: " "))
+    }
+
+    /// OpenBLAS cores whose sgemm kernels use AVX-512.
+    static let avx512Cores: Set<String> = ["skylakex", "cooperlake", "sapphirerapids"]
+
+    static func lines(openCL: OpenCLBackend?) -> [String] {
+        var out: [String] = []
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        out.append("CPU: \(CPUBackend.cpuModel), \(cores) cores, Kiln SIMD kernels: \(CPUBackend.simdLevel)")
+        let core = CPUBackend.openBLASCore
+        let forced = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"]
+        out.append("OpenBLAS: core \(core), \(CPUBackend.openBLASThreads) threads"
+            + (forced.map { ", OPENBLAS_CORETYPE=\($0)" } ?? ""))
+        if cpuFlags.contains("avx512f") && !avx512Cores.contains(core.lowercased()) {
+            out.append("warning: the CPU has AVX-512 but OpenBLAS runs its \(core) kernels"
+                + (forced != nil ? " because OPENBLAS_CORETYPE=\(forced!) forces them; run with `env -u OPENBLAS_CORETYPE` for full speed" : ""))
+        }
+        if let cl = openCL {
+            out.append("OpenCL: \(cl.device.name) (\(cl.device.platform), \(cl.device.type), \(cl.device.computeUnits) compute units), \(cl.family.rawValue)-style kernels")
+        } else {
+            out.append("OpenCL: not used")
+        }
+        return out
+    }
+}
+
+/// Prints the header and rows as a table (stdout), or JSON (rows on stdout, header on stderr).
+func report(_ rows: [Row], header: [String], json: Bool) throws {
+    if json {
+        for line in header { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        print(String(decoding: try encoder.encode(rows), as: UTF8.self))
+        return
+    }
+    header.forEach { print($0) }
+    print("")
+    func f(_ v: Double?, _ digits: Int = 2) -> String { v.map { String(format: "%.\(digits)f", $0) } ?? "-" }
+    let columns = ["benchmark", "backend", "impl", "pass", "shape", "median ms", "min ms", "GFLOP/s", "GB/s",
+                   "max abs err", "baseline", "ratio"]
+    let table = rows.map { r in
+        [r.benchmark, r.backend, r.impl, r.pass, r.shape, f(r.median_ms), f(r.min_ms), f(r.gflops, 1), f(r.gbps, 1),
+         r.max_abs_error.map { String(format: "%.2e", $0) } ?? "-", r.baseline, f(r.ratio_to_baseline, 3)]
+    }
+    let widths = columns.indices.map { i in ([columns[i]] + table.map { $0[i] }).map(\.count).max() ?? 0 }
+    func line(_ cells: [String]) -> String {
+        cells.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
+            .joined(separator: "  ")
+    }
+    print(line(columns))
+    table.forEach { print(line($0)) }
+}
+
+/// The OpenCL backend for `--device`, or a clear message when there is none.
+func openCLBackend(_ index: Int) throws -> OpenCLBackend {
+    do {
+        return try OpenCLBackend(deviceIndex: index)
+    } catch let error as BackendError {
+        throw ValidationErrorMessage("bench: \(error.description). Install pocl-opencl-icd (scripts/setup) or use --backend cpu.")
+    }
+}
+
+struct ValidationErrorMessage: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,136 @@
+import CBLAS
+import CKilnCPU
+import Foundation
+import KilnCore
+
+/// The CPU backend: OpenBLAS for GEMM, the C SIMD micro-kernels of `CKilnCPU` (AVX-512, AVX2 or
+/// scalar, chosen at run time) for everything else, and Kiln's own worker threads around them.
+public final class CPUBackend: Backend, @unchecked Sendable {
+    /// The process-wide CPU backend.
+    public static let shared = CPUBackend()
+
+    let allocator = CPUAllocator()
+    /// Worker threads for Kiln's own parallel loops.
+    let workerCount = Swift.max(1, ProcessInfo.processInfo.activeProcessorCount)
+
+    public init() {}
+
+    public var name: String { "cpu" }
+
+    public var deviceName: String { CPUBackend.cpuModel }
+
+    /// The CPU model from /proc/cpuinfo ("unknown CPU" when unreadable).
+    public static let cpuModel: String = {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return "unknown CPU" }
+        for line in text.split(separator: "\n") where line.hasPrefix("model name") {
+            if let colon = line.firstIndex(of: ":") {
+                return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }
+        }
+        return "unknown CPU"
+    }()
+
+    /// The SIMD level of the C micro-kernels: "AVX-512", "AVX2" or "scalar".
+    public static var simdLevel: String {
+        switch kiln_cpu_isa() {
+        case 2: "AVX-512"
+        case 1: "AVX2"
+        default: "scalar"
+        }
+    }
+
+    /// OpenBLAS's kernel core ("Cooperlake", "Haswell", …) and thread count.
+    public static var openBLASCore: String { String(cString: openblas_get_corename()) }
+    public static var openBLASThreads: Int { Int(openblas_get_num_threads()) }
+
+    public func synchronize() throws {}
+
+    /// The backend's buffer, or an error for a buffer of another backend.
+    func cpuBuffer(_ buffer: any BackendBuffer, _ context: String) throws -> CPUBuffer {
+        guard let b = buffer as? CPUBuffer else {
+            throw BackendError(.unsupported, context: context, "buffer belongs to another backend")
+        }
+        return b
+    }
+
+    /// Runs `body(range)` over `[0, count)` in chunks on the worker threads when the work is large.
+    func parallelFor(_ count: Int, grain: Int = 1 << 15, _ body: (Range<Int>) -> Void) {
+        let chunks = Swift.min(workerCount, Swift.max(1, count / grain))
+        if chunks <= 1 {
+            body(0..<count)
+            return
+        }
+        let size = (count + chunks - 1) / chunks
+        withoutActuallyEscaping(body) { escapable in
+            let task = UncheckedSendable(escapable)
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                let lo = c * size
+                let hi = Swift.min(count, lo + size)
+                if lo < hi { task.value(lo..<hi) }
+            }
+        }
+    }
+}
+
+/// Carries a closure into `concurrentPerform`; each chunk writes a disjoint range.
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// A 64-byte-aligned host buffer; returns its memory to the allocator's cache when released.
+final class CPUBuffer: BackendBuffer, @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<Float>
+    let capacity: Int
+    private let allocator: CPUAllocator
+
+    init(pointer: UnsafeMutablePointer<Float>, capacity: Int, allocator: CPUAllocator) {
+        self.pointer = pointer
+        self.capacity = capacity
+        self.allocator = allocator
+    }
+
+    deinit { allocator.release(pointer, capacity: capacity) }
+}
+
+/// A caching allocator: `BufferSizeClass` size classes, 64-byte alignment, and a bounded cache of
+/// freed blocks. Reusing memory avoids the page faults and kernel zeroing that a fresh allocation
+/// costs on every op.
+final class CPUAllocator: @unchecked Sendable {
+    private var cache: [Int: [UnsafeMutablePointer<Float>]] = [:]
+    private var cachedBytes = 0
+    private let lock = NSLock()
+    /// Freed memory kept for reuse, at most.
+    let cacheLimitBytes = 2 << 30
+
+    func allocate(count: Int) throws -> CPUBuffer {
+        let capacity = BufferSizeClass.capacity(for: count)
+        lock.lock()
+        if var list = cache[capacity], let p = list.popLast() {
+            cache[capacity] = list
+            cachedBytes -= capacity * 4
+            lock.unlock()
+            return CPUBuffer(pointer: p, capacity: capacity, allocator: self)
+        }
+        lock.unlock()
+        var raw: UnsafeMutableRawPointer?
+        guard posix_memalign(&raw, 64, capacity * 4) == 0, let raw else {
+            throw BackendError(.outOfMemory, context: "cpu.allocate",
+                               "cannot allocate \(capacity * 4) bytes")
+        }
+        return CPUBuffer(pointer: raw.bindMemory(to: Float.self, capacity: capacity), capacity: capacity,
+                         allocator: self)
+    }
+
+    func release(_ pointer: UnsafeMutablePointer<Float>, capacity: Int) {
+        lock.lock()
+        if cachedBytes + capacity * 4 <= cacheLimitBytes {
+            cache[capacity, default: []].append(pointer)
+            cachedBytes += capacity * 4
+            lock.unlock()
+        } else {
+            lock.unlock()
+            free(pointer)
+        }
+    }
+}

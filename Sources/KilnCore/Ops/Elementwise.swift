@@ -1,0 +1,177 @@
+/// Elementwise ops. Binary ops broadcast with NumPy rules; comparisons give 1 or 0.
+extension Tensor {
+    /// y = op(x) elementwise.
+    public func applying(_ op: UnaryOp) throws -> Tensor {
+        let out = try Tensor.empty(shape, on: backend)
+        if count > 0 { try backend.unary(op, storage.buffer, out.storage.buffer, count: count) }
+        return out
+    }
+
+    /// out = op(self, other) with broadcasting.
+    public func combining(_ other: Tensor, _ op: BinaryOp) throws -> Tensor {
+        let name = "\(op)"
+        try requireSameBackend([other], op: name)
+        let outShape = try Shape.broadcast(shape, other.shape, op: name)
+        let out = try Tensor.empty(outShape, on: backend)
+        if out.count == 0 { return out }
+        let geometry = try Tensor.geometry(outShape, [shape, other.shape], op: name)
+        try backend.binary(op, geometry, storage.buffer, other.storage.buffer, out.storage.buffer)
+        return out
+    }
+
+    /// The coalesced broadcast geometry of `inputs` read as `outShape`.
+    static func geometry(_ outShape: [Int], _ inputs: [[Int]], op: String) throws -> BroadcastGeometry {
+        let strides = inputs.map { Shape.broadcastStrides($0, to: outShape) } + [Shape.strides(of: outShape)]
+        let (s, st) = Shape.coalesce(outShape, strides)
+        guard s.count <= StridedCopy.maxRank else {
+            throw TensorError(.invalidArgument, op: op,
+                              "broadcasting needs at most \(StridedCopy.maxRank) non-mergeable dimensions, got \(s.count) for shape \(outShape)")
+        }
+        return BroadcastGeometry(shape: s, strides: Array(st.dropLast()))
+    }
+
+    /// `condition != 0 ? a : b` elementwise with broadcasting of all three, as `torch.where`.
+    public static func selecting(_ condition: Tensor, _ a: Tensor, _ b: Tensor) throws -> Tensor {
+        try condition.requireSameBackend([a, b], op: "where")
+        let outShape = try Shape.broadcast(Shape.broadcast(condition.shape, a.shape, op: "where"), b.shape, op: "where")
+        let out = try Tensor.empty(outShape, on: a.backend)
+        if out.count == 0 { return out }
+        let geometry = try geometry(outShape, [condition.shape, a.shape, b.shape], op: "where")
+        try a.backend.select(geometry, condition: condition.storage.buffer, a.storage.buffer,
+                             b.storage.buffer, out.storage.buffer)
+        return out
+    }
+}
+
+// MARK: - Unary functions
+
+/// −x
+public func negate(_ x: Tensor) throws -> Tensor { try x.applying(.negate) }
+/// |x|
+public func abs(_ x: Tensor) throws -> Tensor { try x.applying(.abs) }
+/// −1, 0 or 1 by the sign of x; NaN gives 0, as `torch.sign` does.
+public func sign(_ x: Tensor) throws -> Tensor { try x.applying(.sign) }
+/// eˣ
+public func exp(_ x: Tensor) throws -> Tensor { try x.applying(.exp) }
+/// eˣ − 1, accurate near 0.
+public func expm1(_ x: Tensor) throws -> Tensor { try x.applying(.expm1) }
+/// ln x (−inf at 0, NaN below).
+public func log(_ x: Tensor) throws -> Tensor { try x.applying(.log) }
+/// ln(1 + x), accurate near 0.
+public func log1p(_ x: Tensor) throws -> Tensor { try x.applying(.log1p) }
+/// √x
+public func sqrt(_ x: Tensor) throws -> Tensor { try x.applying(.sqrt) }
+/// 1/√x
+public func rsqrt(_ x: Tensor) throws -> Tensor { try x.applying(.rsqrt) }
+/// x²
+public func square(_ x: Tensor) throws -> Tensor { try x.applying(.square) }
+/// 1/x
+public func reciprocal(_ x: Tensor) throws -> Tensor { try x.applying(.reciprocal) }
+/// sin x
+public func sin(_ x: Tensor) throws -> Tensor { try x.applying(.sin) }
+/// cos x
+public func cos(_ x: Tensor) throws -> Tensor { try x.applying(.cos) }
+/// tan x
+public func tan(_ x: Tensor) throws -> Tensor { try x.applying(.tan) }
+/// tanh x
+public func tanh(_ x: Tensor) throws -> Tensor { try x.applying(.tanh) }
+/// σ(x) = 1/(1 + e⁻ˣ), stable for large |x|.
+public func sigmoid(_ x: Tensor) throws -> Tensor { try x.applying(.sigmoid) }
+/// max(x, 0) (NaN propagates).
+public func relu(_ x: Tensor) throws -> Tensor { try x.applying(.relu) }
+/// x ≥ 0 ? x : slope·x (PyTorch's default slope 0.01).
+public func leakyReLU(_ x: Tensor, negativeSlope: Float = 0.01) throws -> Tensor {
+    try x.applying(.leakyReLU(slope: negativeSlope))
+}
+/// x > 0 ? x : α(eˣ − 1).
+public func elu(_ x: Tensor, alpha: Float = 1) throws -> Tensor { try x.applying(.elu(alpha: alpha)) }
+
+/// How `gelu` evaluates Φ.
+public enum GELUApproximation: Sendable {
+    /// x·Φ(x) = x/2·(1 + erf(x/√2)) (PyTorch's default `approximate='none'`).
+    case none
+    /// x/2·(1 + tanh(√(2/π)(x + 0.044715x³))) (`approximate='tanh'`).
+    case tanh
+}
+
+/// GELU, exact (erf) or tanh form.
+public func gelu(_ x: Tensor, approximation: GELUApproximation = .none) throws -> Tensor {
+    try x.applying(approximation == .none ? .geluErf : .geluTanh)
+}
+/// SiLU (swish): x·σ(x).
+public func silu(_ x: Tensor) throws -> Tensor { try x.applying(.silu) }
+/// softplus: ln(1 + eˣ), computed as max(x, 0) + ln(1 + e^−|x|).
+public func softplus(_ x: Tensor) throws -> Tensor { try x.applying(.softplus) }
+/// The error function.
+public func erf(_ x: Tensor) throws -> Tensor { try x.applying(.erf) }
+/// ⌊x⌋
+public func floor(_ x: Tensor) throws -> Tensor { try x.applying(.floor) }
+/// ⌈x⌉
+public func ceil(_ x: Tensor) throws -> Tensor { try x.applying(.ceil) }
+/// x rounded half to even, as `torch.round`.
+public func round(_ x: Tensor) throws -> Tensor { try x.applying(.round) }
+
+/// min(max(x, min), max); NaN propagates.
+/// - Throws: `TensorError.invalidArgument` when a bound is NaN or min > max.
+public func clamp(_ x: Tensor, min lower: Float = -.infinity, max upper: Float = .infinity) throws -> Tensor {
+    guard !lower.isNaN, !upper.isNaN, lower <= upper else {
+        throw TensorError(.invalidArgument, op: "clamp", "needs min ≤ max, got min \(lower), max \(upper)")
+    }
+    return try x.applying(.clamp(min: lower, max: upper))
+}
+
+/// xᵖ elementwise (C `powf` semantics).
+public func pow(_ x: Tensor, _ exponent: Float) throws -> Tensor { try x.applying(.powScalar(exponent)) }
+
+// MARK: - Binary functions
+
+/// aᵇ elementwise with broadcasting.
+public func pow(_ a: Tensor, _ b: Tensor) throws -> Tensor { try a.combining(b, .pow) }
+/// max(a, b) elementwise with broadcasting; NaN propagates.
+public func maximum(_ a: Tensor, _ b: Tensor) throws -> Tensor { try a.combining(b, .maximum) }
+/// min(a, b) elementwise with broadcasting; NaN propagates.
+public func minimum(_ a: Tensor, _ b: Tensor) throws -> Tensor { try a.combining(b, .minimum) }
+/// condition != 0 ? a : b with broadcasting, as `torch.where`.
+public func `where`(_ condition: Tensor, _ a: Tensor, _ b: Tensor) throws -> Tensor {
+    try Tensor.selecting(condition, a, b)
+}
+
+extension Tensor {
+    /// 1 where a == b, else 0.
+    public func equal(_ other: Tensor) throws -> Tensor { try combining(other, .equal) }
+    /// 1 where a != b, else 0.
+    public func notEqual(_ other: Tensor) throws -> Tensor { try combining(other, .notEqual) }
+    /// 1 where a < b, else 0.
+    public func less(_ other: Tensor) throws -> Tensor { try combining(other, .less) }
+    /// 1 where a ≤ b, else 0.
+    public func lessEqual(_ other: Tensor) throws -> Tensor { try combining(other, .lessEqual) }
+    /// 1 where a > b, else 0.
+    public func greater(_ other: Tensor) throws -> Tensor { try combining(other, .greater) }
+    /// 1 where a ≥ b, else 0.
+    public func greaterEqual(_ other: Tensor) throws -> Tensor { try combining(other, .greaterEqual) }
+}
+
+// MARK: - Operators
+
+extension Tensor {
+    public static func + (a: Tensor, b: Tensor) throws -> Tensor { try a.combining(b, .add) }
+    public static func - (a: Tensor, b: Tensor) throws -> Tensor { try a.combining(b, .subtract) }
+    public static func * (a: Tensor, b: Tensor) throws -> Tensor { try a.combining(b, .multiply) }
+    public static func / (a: Tensor, b: Tensor) throws -> Tensor { try a.combining(b, .divide) }
+    public static prefix func - (x: Tensor) throws -> Tensor { try x.applying(.negate) }
+
+    public static func + (a: Tensor, b: Float) throws -> Tensor { try a.applying(.addScalar(b)) }
+    public static func - (a: Tensor, b: Float) throws -> Tensor { try a.applying(.addScalar(-b)) }
+    public static func * (a: Tensor, b: Float) throws -> Tensor { try a.applying(.multiplyScalar(b)) }
+    public static func / (a: Tensor, b: Float) throws -> Tensor {
+        try a.combining(Tensor.full([], value: b, on: a.backend), .divide)
+    }
+    public static func + (a: Float, b: Tensor) throws -> Tensor { try b.applying(.addScalar(a)) }
+    public static func * (a: Float, b: Tensor) throws -> Tensor { try b.applying(.multiplyScalar(a)) }
+    public static func - (a: Float, b: Tensor) throws -> Tensor {
+        try Tensor.full([], value: a, on: b.backend).combining(b, .subtract)
+    }
+    public static func / (a: Float, b: Tensor) throws -> Tensor {
+        try Tensor.full([], value: a, on: b.backend).combining(b, .divide)
+    }
+}

@@ -1,0 +1,27 @@
+// Uses only what `import Kiln` offers, as a downstream package would.
+import Kiln
+import Testing
+
+@Suite("Public API")
+struct PublicAPITests {
+    @Test("pick each backend, run a matmul, read the result")
+    func matmulOnEachDevice() throws {
+        var devices: [Device] = [.cpu, .auto]
+        devices += Kiln.devices().map(\.device).filter { $0 != .cpu }
+        for device in devices {
+            let a = try Tensor([1, 2, 3, 4, 5, 6], shape: [2, 3], device: device)
+            let b = try Tensor([7, 8, 9, 10, 11, 12], shape: [3, 2], device: device)
+            let c = try matmul(a, b)
+            // [[1·7 + 2·9 + 3·11, 1·8 + 2·10 + 3·12], [4·7 + 5·9 + 6·11, 4·8 + 5·10 + 6·12]]
+            #expect(c.shape == [2, 2])
+            #expect(try c.scalars() == [58, 64, 139, 154], "device \(device)")
+        }
+    }
+
+    @Test("devices() lists the CPU backend first")
+    func deviceList() {
+        let list = Kiln.devices()
+        #expect(list.first?.device == .cpu)
+        #expect(list.first?.kind == "CPU backend")
+    }
+}

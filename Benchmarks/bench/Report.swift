@@ -18,6 +18,28 @@ struct Row: Encodable {
     var baseline: String
     /// Baseline time ÷ this row's time (median), both measured in the same run.
     var ratio_to_baseline: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case benchmark, backend, impl, pass, shape, median_ms, min_ms, gflops, gbps, max_abs_error, baseline,
+             ratio_to_baseline
+    }
+
+    /// Every key is always present; a value that does not apply is null.
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(benchmark, forKey: .benchmark)
+        try c.encode(backend, forKey: .backend)
+        try c.encode(impl, forKey: .impl)
+        try c.encode(pass, forKey: .pass)
+        try c.encode(shape, forKey: .shape)
+        try c.encode(median_ms, forKey: .median_ms)
+        try c.encode(min_ms, forKey: .min_ms)
+        try c.encode(gflops, forKey: .gflops)
+        try c.encode(gbps, forKey: .gbps)
+        try c.encode(max_abs_error, forKey: .max_abs_error)
+        try c.encode(baseline, forKey: .baseline)
+        try c.encode(ratio_to_baseline, forKey: .ratio_to_baseline)
+    }
 }
 
 /// Wall-clock samples of repeated runs.

@@ -3,9 +3,9 @@ import KilnCore
 
 /// Tunables of the two GEMM kernel families (the `-D` values each file is built with).
 enum GEMMTunables {
-    /// Kernels/gemm_cpu.cl: MR×NR register tile per work-item, k unroll KU, PACK_K k values per
-    /// packing work-item, GM tile rows visited together.
-    static let cpuStyle = (mr: 8, nr: 32, ku: 8, packK: 256, gm: 32)
+    /// Kernels/gemm_cpu.cl: MR×NR register tile per work-item, k unroll KU; each packing work-item
+    /// packs PACK_K k values of PACK_PANELS panels.
+    static let cpuStyle = (mr: 8, nr: 32, ku: 8, packK: 64, packPanels: 16)
 
     /// Kernels/gemm_gpu.cl: TSM×TSN tile of C per work-group of (TSN/WPTN)×(TSM/WPTM) work-items,
     /// k-slabs of TSK in local memory, WPTM×WPTN outputs per work-item.
@@ -18,7 +18,7 @@ enum GEMMTunables {
 
     static var cpuDefines: [String: String] {
         ["MR": "\(cpuStyle.mr)", "NR": "\(cpuStyle.nr)", "KU": "\(cpuStyle.ku)",
-         "PACK_K": "\(cpuStyle.packK)", "GM": "\(cpuStyle.gm)"]
+         "PACK_K": "\(cpuStyle.packK)", "PACK_PANELS": "\(cpuStyle.packPanels)"]
     }
 }
 
@@ -50,11 +50,11 @@ extension OpenCLBackend {
         let packedB = try pool.allocate(count: Swift.max(1, bBatches * np * kp))
         if kp > 0 {
             try launch(kernel("gemm_cpu", "gemm_pack_a_f32", defines: defines), "gemm_pack_a_f32",
-                       global: [(kp + t.packK - 1) / t.packK, mp / t.mr, aBatches], local: [1, 1, 1],
+                       global: [(kp + t.packK - 1) / t.packK, (mp / t.mr + t.packPanels - 1) / t.packPanels, aBatches], local: [1, 1, 1],
                        [.buffer(a), .long(d.aOffset), .long(d.strideA), .int(Int32(d.lda)), .int(d.transposeA ? 1 : 0),
                         .int(Int32(d.m)), .int(Int32(d.k)), .int(Int32(kp)), .buffer(packedA.mem), .long(packedStrideA)])
             try launch(kernel("gemm_cpu", "gemm_pack_b_f32", defines: defines), "gemm_pack_b_f32",
-                       global: [(kp + t.packK - 1) / t.packK, np / t.nr, bBatches], local: [1, 1, 1],
+                       global: [(kp + t.packK - 1) / t.packK, (np / t.nr + t.packPanels - 1) / t.packPanels, bBatches], local: [1, 1, 1],
                        [.buffer(b), .long(d.bOffset), .long(d.strideB), .int(Int32(d.ldb)), .int(d.transposeB ? 1 : 0),
                         .int(Int32(d.n)), .int(Int32(d.k)), .int(Int32(kp)), .buffer(packedB.mem), .long(packedStrideB)])
         }

@@ -106,6 +106,9 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     }()
 
     private static func discover() throws -> [OpenCLDeviceInfo] {
+        // PoCL's worker threads sometimes share a core and run at half speed unless pinned; pin
+        // them unless the environment already decides. Other drivers ignore the variable.
+        setenv("POCL_AFFINITY", "1", 0)
         var platformCount: cl_uint = 0
         let status = clGetPlatformIDs(0, nil, &platformCount)
         // -1001 is CL_PLATFORM_NOT_FOUND_KHR: the ICD loader found no platform.
@@ -122,14 +125,17 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
             var ids = [cl_device_id?](repeating: nil, count: Int(count))
             try checkStatic(clGetDeviceIDs(platform, cl_device_type(CL_DEVICE_TYPE_ALL), count, &ids, nil),
                             "clGetDeviceIDs")
-            let platformName = platformString(platform, cl_platform_info(CL_PLATFORM_NAME))
+            let platformName = try platformString(platform, cl_platform_info(CL_PLATFORM_NAME))
             for case let id? in ids {
                 var type: cl_device_type = 0
-                clGetDeviceInfo(id, cl_device_info(CL_DEVICE_TYPE), MemoryLayout<cl_device_type>.size, &type, nil)
+                try checkStatic(clGetDeviceInfo(id, cl_device_info(CL_DEVICE_TYPE), MemoryLayout<cl_device_type>.size,
+                                                &type, nil), "clGetDeviceInfo(CL_DEVICE_TYPE)")
                 var memory: cl_ulong = 0
-                clGetDeviceInfo(id, cl_device_info(CL_DEVICE_GLOBAL_MEM_SIZE), 8, &memory, nil)
+                try checkStatic(clGetDeviceInfo(id, cl_device_info(CL_DEVICE_GLOBAL_MEM_SIZE), 8, &memory, nil),
+                                "clGetDeviceInfo(CL_DEVICE_GLOBAL_MEM_SIZE)")
                 var units: cl_uint = 0
-                clGetDeviceInfo(id, cl_device_info(CL_DEVICE_MAX_COMPUTE_UNITS), 4, &units, nil)
+                try checkStatic(clGetDeviceInfo(id, cl_device_info(CL_DEVICE_MAX_COMPUTE_UNITS), 4, &units, nil),
+                                "clGetDeviceInfo(CL_DEVICE_MAX_COMPUTE_UNITS)")
                 let typeName: String
                 if type & cl_device_type(CL_DEVICE_TYPE_GPU) != 0 {
                     typeName = "GPU"
@@ -140,7 +146,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
                 } else {
                     typeName = "other"
                 }
-                result.append(OpenCLDeviceInfo(index: result.count, name: deviceString(id, cl_device_info(CL_DEVICE_NAME)),
+                result.append(OpenCLDeviceInfo(index: result.count, name: try deviceString(id, cl_device_info(CL_DEVICE_NAME)),
                                                platform: platformName, type: typeName, globalMemoryBytes: memory,
                                                computeUnits: Int(units), platformID: platform, deviceID: id))
             }
@@ -148,19 +154,19 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         return result
     }
 
-    private static func platformString(_ id: cl_platform_id, _ param: cl_platform_info) -> String {
+    private static func platformString(_ id: cl_platform_id, _ param: cl_platform_info) throws -> String {
         var size = 0
-        clGetPlatformInfo(id, param, 0, nil, &size)
+        try checkStatic(clGetPlatformInfo(id, param, 0, nil, &size), "clGetPlatformInfo")
         var bytes = [CChar](repeating: 0, count: size + 1)
-        clGetPlatformInfo(id, param, size, &bytes, nil)
+        try checkStatic(clGetPlatformInfo(id, param, size, &bytes, nil), "clGetPlatformInfo")
         return cString(bytes).trimmingCharacters(in: .whitespaces)
     }
 
-    private static func deviceString(_ id: cl_device_id, _ param: cl_device_info) -> String {
+    private static func deviceString(_ id: cl_device_id, _ param: cl_device_info) throws -> String {
         var size = 0
-        clGetDeviceInfo(id, param, 0, nil, &size)
+        try checkStatic(clGetDeviceInfo(id, param, 0, nil, &size), "clGetDeviceInfo")
         var bytes = [CChar](repeating: 0, count: size + 1)
-        clGetDeviceInfo(id, param, size, &bytes, nil)
+        try checkStatic(clGetDeviceInfo(id, param, size, &bytes, nil), "clGetDeviceInfo")
         return cString(bytes).trimmingCharacters(in: .whitespaces)
     }
 
@@ -243,10 +249,11 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         var deviceID: cl_device_id? = device.deviceID
         let buildStatus = clBuildProgram(program, 1, &deviceID, options, nil, nil)
         if buildStatus != CL_SUCCESS {
+            // The log is best effort: a failure to read it still reports the build failure.
             var size = 0
-            clGetProgramBuildInfo(program, device.deviceID, cl_program_build_info(CL_PROGRAM_BUILD_LOG), 0, nil, &size)
+            _ = clGetProgramBuildInfo(program, device.deviceID, cl_program_build_info(CL_PROGRAM_BUILD_LOG), 0, nil, &size)
             var log = [CChar](repeating: 0, count: size + 1)
-            clGetProgramBuildInfo(program, device.deviceID, cl_program_build_info(CL_PROGRAM_BUILD_LOG), size, &log, nil)
+            _ = clGetProgramBuildInfo(program, device.deviceID, cl_program_build_info(CL_PROGRAM_BUILD_LOG), size, &log, nil)
             clReleaseProgram(program)
             throw BackendError(.kernelBuildFailed, context: "opencl.build(\(name))",
                                "OpenCL status \(buildStatus) (\(OpenCLBackend.statusName(buildStatus))) with options '\(options)'; build log:\n\(OpenCLBackend.cString(log))")

@@ -18,10 +18,14 @@ struct Row: Encodable {
     var baseline: String
     /// Baseline time ÷ this row's time (median), both measured in the same run.
     var ratio_to_baseline: Double?
+    /// Achieved GFLOP/s ÷ the machine's measured FMA peak (compute-bound benchmarks).
+    var peak_fraction: Double? = nil
+    /// The high-water mark of buffers the op allocated, outputs included, in MiB.
+    var peak_extra_mib: Double? = nil
 
     enum CodingKeys: String, CodingKey {
         case benchmark, backend, impl, pass, shape, median_ms, min_ms, gflops, gbps, max_abs_error, baseline,
-             ratio_to_baseline
+             ratio_to_baseline, peak_fraction, peak_extra_mib
     }
 
     /// Every key is always present; a value that does not apply is null.
@@ -39,6 +43,8 @@ struct Row: Encodable {
         try c.encode(max_abs_error, forKey: .max_abs_error)
         try c.encode(baseline, forKey: .baseline)
         try c.encode(ratio_to_baseline, forKey: .ratio_to_baseline)
+        try c.encodeIfPresent(peak_fraction, forKey: .peak_fraction)
+        try c.encodeIfPresent(peak_extra_mib, forKey: .peak_extra_mib)
     }
 }
 
@@ -104,11 +110,13 @@ func report(_ rows: [Row], header: [String], json: Bool) throws {
     header.forEach { print($0) }
     print("")
     func f(_ v: Double?, _ digits: Int = 2) -> String { v.map { String(format: "%.\(digits)f", $0) } ?? "-" }
+    let extras = rows.contains { $0.peak_fraction != nil || $0.peak_extra_mib != nil }
     let columns = ["benchmark", "backend", "impl", "pass", "shape", "median ms", "min ms", "GFLOP/s", "GB/s",
-                   "max abs err", "baseline", "ratio"]
+                   "max abs err", "baseline", "ratio"] + (extras ? ["% peak", "extra MiB"] : [])
     let table = rows.map { r in
         [r.benchmark, r.backend, r.impl, r.pass, r.shape, f(r.median_ms), f(r.min_ms), f(r.gflops, 1), f(r.gbps, 1),
          r.max_abs_error.map { String(format: "%.2e", $0) } ?? "-", r.baseline, f(r.ratio_to_baseline, 3)]
+            + (extras ? [f(r.peak_fraction.map { $0 * 100 }, 1), f(r.peak_extra_mib, 1)] : [])
     }
     let widths = columns.indices.map { i in ([columns[i]] + table.map { $0[i] }).map(\.count).max() ?? 0 }
     func line(_ cells: [String]) -> String {

@@ -45,6 +45,30 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
     public func synchronize() throws {}
 
+    /// The machine's fused-multiply-add peak in GFLOP/s: an FMA loop at the dispatcher's vector
+    /// width, run on every core at once for about `seconds`.
+    public static func measureFMAPeak(seconds: Double = 0.2) -> Double {
+        let cores = Swift.max(1, ProcessInfo.processInfo.activeProcessorCount)
+        var sink: Float = 0
+        let calibration = 1 << 16
+        let start = DispatchTime.now().uptimeNanoseconds
+        let flopsPerCall = kiln_fma_burn(Int64(calibration), &sink)
+        let perCall = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let iterations = Int64(Double(calibration) * seconds / Swift.max(perCall, 1e-6))
+        let flops = flopsPerCall * Double(iterations) / Double(calibration)
+        let begin = DispatchTime.now().uptimeNanoseconds
+        DispatchQueue.concurrentPerform(iterations: cores) { _ in
+            var local: Float = 0
+            _ = kiln_fma_burn(iterations, &local)
+        }
+        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - begin) / 1e9
+        return flops * Double(cores) / elapsed / 1e9
+    }
+
+    public var liveBytes: Int { allocator.counter.liveBytes }
+    public var peakLiveBytes: Int { allocator.counter.peakLiveBytes }
+    public func resetPeakLiveBytes() { allocator.counter.resetPeak() }
+
     /// The backend's buffer, or an error for a buffer of another backend.
     func cpuBuffer(_ buffer: any BackendBuffer, _ context: String) throws -> CPUBuffer {
         guard let b = buffer as? CPUBuffer else {
@@ -102,9 +126,12 @@ final class CPUAllocator: @unchecked Sendable {
     private let lock = NSLock()
     /// Freed memory kept for reuse, at most.
     let cacheLimitBytes = 2 << 30
+    /// Bytes handed out and not yet released.
+    let counter = LiveBytesCounter()
 
     func allocate(count: Int) throws -> CPUBuffer {
         let capacity = BufferSizeClass.capacity(for: count)
+        counter.add(capacity * 4)
         lock.lock()
         if var list = cache[capacity], let p = list.popLast() {
             cache[capacity] = list
@@ -115,6 +142,7 @@ final class CPUAllocator: @unchecked Sendable {
         lock.unlock()
         var raw: UnsafeMutableRawPointer?
         guard posix_memalign(&raw, 64, capacity * 4) == 0, let raw else {
+            counter.remove(capacity * 4)
             throw BackendError(.outOfMemory, context: "cpu.allocate",
                                "cannot allocate \(capacity * 4) bytes")
         }
@@ -123,6 +151,7 @@ final class CPUAllocator: @unchecked Sendable {
     }
 
     func release(_ pointer: UnsafeMutablePointer<Float>, capacity: Int) {
+        counter.remove(capacity * 4)
         lock.lock()
         if cachedBytes + capacity * 4 <= cacheLimitBytes {
             cache[capacity, default: []].append(pointer)

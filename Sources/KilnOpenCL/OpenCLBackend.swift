@@ -91,6 +91,10 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         try check(clFinish(queue), "clFinish")
     }
 
+    public var liveBytes: Int { pool.counter.liveBytes }
+    public var peakLiveBytes: Int { pool.counter.peakLiveBytes }
+    public func resetPeakLiveBytes() { pool.counter.resetPeak() }
+
     // MARK: - Discovery
 
     /// Every OpenCL device of every platform, in platform order, discovered once per process (the

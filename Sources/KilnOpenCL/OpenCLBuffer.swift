@@ -25,11 +25,14 @@ final class OpenCLBufferPool: @unchecked Sendable {
     private var cachedBytes = 0
     private let lock = NSLock()
     let cacheLimitBytes = 1 << 30
+    /// Bytes handed out and not yet released.
+    let counter = LiveBytesCounter()
 
     init(context: cl_context) { self.context = context }
 
     func allocate(count: Int) throws -> OpenCLBuffer {
         let capacity = BufferSizeClass.capacity(for: count)
+        counter.add(capacity * 4)
         lock.lock()
         if var list = free[capacity], let mem = list.popLast() {
             free[capacity] = list
@@ -41,12 +44,14 @@ final class OpenCLBufferPool: @unchecked Sendable {
         var status: cl_int = 0
         guard let mem = clCreateBuffer(context, cl_mem_flags(CL_MEM_READ_WRITE), capacity * 4, nil, &status),
               status == CL_SUCCESS else {
+            counter.remove(capacity * 4)
             throw OpenCLBackend.error(status, "clCreateBuffer(\(capacity * 4) bytes)")
         }
         return OpenCLBuffer(mem: mem, capacity: capacity, pool: self)
     }
 
     func release(_ mem: cl_mem, capacity: Int) {
+        counter.remove(capacity * 4)
         lock.lock()
         if cachedBytes + capacity * 4 <= cacheLimitBytes {
             free[capacity, default: []].append(mem)

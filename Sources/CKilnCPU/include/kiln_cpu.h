@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kiln_attention.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -113,6 +115,12 @@ void kiln_reduce_f32(int op, const float *x, float *out, int64_t outer, int64_t 
 /// Subtracts the maximum first; a row of all -inf gives NaN as in PyTorch. y may alias x exactly.
 void kiln_softmax_f32(const float *x, float *y, int64_t outer, int64_t n, int64_t inner,
                       int logarithm);
+
+/// Runs `iterations` rounds of independent fused multiply-adds at the widest vector width the
+/// dispatcher chose (12 accumulators, enough to cover the FMA latency); returns the floating-point
+/// operations done. The caller times it (one call per core) to estimate the machine's peak.
+/// `sink` receives a value that keeps the loop from being optimised away.
+double kiln_fma_burn(int64_t iterations, float *sink);
 
 #ifdef __cplusplus
 }

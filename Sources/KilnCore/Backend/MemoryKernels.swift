@@ -1,3 +1,5 @@
+import Foundation
+
 /// Allocation, transfer and data movement.
 public protocol MemoryKernels {
     /// A buffer of at least `count` elements with unspecified contents.
@@ -15,6 +17,35 @@ public protocol MemoryKernels {
     /// destination[i] = source[indices[i]] for i < indices.count (gather with flat indices,
     /// already checked to lie in range).
     func take(_ indices: [Int32], from source: any BackendBuffer, to destination: any BackendBuffer) throws
+    /// Bytes of buffers handed out and not yet released (pooled memory excluded).
+    var liveBytes: Int { get }
+    /// The most `liveBytes` reached since the last `resetPeakLiveBytes()`.
+    var peakLiveBytes: Int { get }
+    /// Starts a new peak measurement from the current `liveBytes`.
+    func resetPeakLiveBytes()
+}
+
+/// Counts the bytes of live buffers and their high-water mark; thread-safe.
+public final class LiveBytesCounter: @unchecked Sendable {
+    private var live = 0
+    private var peak = 0
+    private let lock = NSLock()
+
+    public init() {}
+
+    public var liveBytes: Int { lock.withLock { live } }
+    public var peakLiveBytes: Int { lock.withLock { peak } }
+
+    public func add(_ bytes: Int) {
+        lock.withLock {
+            live += bytes
+            peak = Swift.max(peak, live)
+        }
+    }
+
+    public func remove(_ bytes: Int) { lock.withLock { live -= bytes } }
+
+    public func resetPeak() { lock.withLock { peak = live } }
 }
 
 /// The geometry of a strided copy. Ranks are equal; at most `StridedCopy.maxRank` dimensions.

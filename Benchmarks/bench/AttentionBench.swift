@@ -1,0 +1,151 @@
+import ArgumentParser
+import Foundation
+import Kiln
+
+/// `bench attention`: scaled dot-product attention, flash against naive (materialised scores),
+/// on each backend, forward or forward + backward.
+struct AttentionBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "attention",
+        abstract: "Flash vs naive scaled dot-product attention on [batch, heads, seq, headDim].")
+
+    @Option(help: "Sequence length (queries and keys).")
+    var seq: Int = 4096
+    @Option(help: "Batch size.")
+    var batch: Int = 1
+    @Option(help: "Query heads.")
+    var heads: Int = 8
+    @Option(name: .customLong("head-dim"), help: "Head dimension.")
+    var headDim: Int = 64
+    @Option(name: .customLong("kv-heads"), help: "Key/value heads (grouped-query attention); defaults to --heads.")
+    var kvHeads: Int?
+    @Flag(help: "Causal masking.")
+    var causal = false
+    @Flag(help: "Time forward + backward instead of forward.")
+    var backward = false
+    @Option(help: "flash, naive or both.")
+    var impl: ImplChoice = .both
+    @Option(help: "Comma-separated sequence lengths: report where flash overtakes naive.")
+    var sweep: String?
+    @OptionGroup var common: CommonOptions
+
+    enum ImplChoice: String, ExpressibleByArgument { case flash, naive, both }
+
+    func validate() throws {
+        guard seq > 0, batch > 0, heads > 0, headDim > 0 else {
+            throw ValidationError("--seq, --batch, --heads and --head-dim must be positive")
+        }
+        if let kv = kvHeads, kv <= 0 || heads % kv != 0 {
+            throw ValidationError("--kv-heads \(kv) must divide --heads \(heads)")
+        }
+        guard common.iters > 0 else { throw ValidationError("--iters must be positive") }
+    }
+
+    func run() throws {
+        let cl = common.backend != .cpu ? try openCLBackend(common.device) : nil
+        var backends: [(String, any Backend)] = []
+        if common.backend != .opencl { backends.append(("cpu", CPUBackend.shared)) }
+        if let cl { backends.append(("opencl", cl)) }
+        let peak = CPUBackend.measureFMAPeak()
+        var header = MachineHeader.lines(openCL: cl)
+        header.append(String(format: "FMA peak (measured, all cores): %.0f GFLOP/s", peak))
+        var rows: [Row] = []
+        if let sweep {
+            let lengths = sweep.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !lengths.isEmpty, lengths.allSatisfy({ $0 > 0 }) else {
+                throw ValidationError("--sweep needs positive comma-separated lengths, got '\(sweep)'")
+            }
+            for (name, backend) in backends {
+                var crossover: Int?
+                for length in lengths {
+                    let r = try measure(backend, name: name, seq: length, impls: [.flash, .naive], peak: peak)
+                    rows += r
+                    if crossover == nil, r.count == 2, r[0].median_ms < r[1].median_ms { crossover = length }
+                }
+                header.append("\(name): flash overtakes naive " + (crossover.map { "from seq \($0)" } ?? "at none of \(lengths)"))
+            }
+        } else {
+            let impls: [AttentionImplementation] = impl == .both ? [.flash, .naive] : impl == .flash ? [.flash] : [.naive]
+            for (name, backend) in backends {
+                rows += try measure(backend, name: name, seq: seq, impls: impls, peak: peak)
+            }
+        }
+        try report(rows, header: header, json: common.json)
+    }
+
+    /// Rows for flash and/or naive at one sequence length on one backend; the baseline is naive.
+    func measure(_ backend: any Backend, name: String, seq: Int, impls: [AttentionImplementation],
+                 peak: Double) throws -> [Row] {
+        let kv = kvHeads ?? heads
+        let qValues = (0..<(batch * heads * seq * headDim)).map { Float(sin(Double($0) * 0.013)) }
+        let kValues = (0..<(batch * kv * seq * headDim)).map { Float(cos(Double($0) * 0.007)) }
+        let vValues = (0..<(batch * kv * seq * headDim)).map { Float(sin(Double($0) * 0.011 + 1)) }
+        let q = try Tensor(qValues, shape: [batch, heads, seq, headDim], on: backend)
+        let k = try Tensor(kValues, shape: [batch, kv, seq, headDim], on: backend)
+        let v = try Tensor(vValues, shape: [batch, kv, seq, headDim], on: backend)
+        let dO = try Tensor.full([batch, heads, seq, headDim], value: 0.01, on: backend)
+
+        func step(_ implementation: AttentionImplementation) throws -> Tensor {
+            let r = try scaledDotProductAttention(query: q, key: k, value: v, isCausal: causal,
+                                                  implementation: implementation)
+            if backward {
+                let g = try scaledDotProductAttentionBackward(query: q, key: k, value: v, output: r.output,
+                                                              logSumExp: r.logSumExp, outputGradient: dO,
+                                                              isCausal: causal, implementation: implementation)
+                _ = g
+            }
+            try backend.synchronize()
+            return r.output
+        }
+
+        var results: [(AttentionImplementation, Timing, Double, Int)] = []
+        for implementation in impls {
+            var output = try step(implementation)  // warm-up: kernel builds, pools
+            // Peak extra memory: the high-water mark of live buffers above what existed before,
+            // outputs included.
+            let before = backend.liveBytes
+            backend.resetPeakLiveBytes()
+            output = try step(implementation)
+            let extra = backend.peakLiveBytes - before
+            var timing = Timing()
+            for _ in 0..<common.iters { try timing.measure { output = try step(implementation) } }
+            results.append((implementation, timing, try sampledError(output.scalars(), qValues, kValues, vValues, seq: seq), extra))
+        }
+        let forwardFlops = 4.0 * Double(batch * heads) * Double(seq) * Double(seq) * Double(headDim) * (causal ? 0.5 : 1)
+        let flops = forwardFlops * (backward ? 3.5 : 1)
+        let naive = results.first { $0.0 == .naive }?.1.median
+        return results.map { implementation, timing, error, extra in
+            var row = Row(benchmark: "attention", backend: name, impl: implementation.rawValue,
+                          pass: backward ? "fwd+bwd" : "fwd",
+                          shape: "B\(batch) H\(heads)/\(kv) L\(seq) D\(headDim)" + (causal ? " causal" : ""),
+                          median_ms: timing.median, min_ms: timing.minimum, gflops: flops / timing.median / 1e6,
+                          gbps: nil, max_abs_error: error, baseline: "naive",
+                          ratio_to_baseline: naive.map { $0 / timing.median })
+            row.peak_fraction = flops / timing.median / 1e6 / peak
+            row.peak_extra_mib = Double(extra) / 1_048_576
+            return row
+        }
+    }
+
+    /// Max |error| of 16 query rows of (batch 0, head 0) against a Float64 reference.
+    func sampledError(_ output: [Float], _ q: [Float], _ k: [Float], _ v: [Float], seq: Int) throws -> Double {
+        let scale = 1 / Double(headDim).squareRoot()
+        var worst = 0.0
+        for r in 0..<16 {
+            let i = (r * 7919) % seq
+            let visible = causal ? i + 1 : seq
+            let scores = (0..<visible).map { j in
+                (0..<headDim).reduce(0.0) { $0 + Double(q[i * headDim + $1]) * Double(k[j * headDim + $1]) } * scale
+            }
+            let m = scores.max() ?? 0
+            let weights = scores.map { exp($0 - m) }
+            let total = weights.reduce(0, +)
+            for c in 0..<headDim {
+                var o = 0.0
+                for j in 0..<visible { o += weights[j] * Double(v[j * headDim + c]) }
+                worst = Swift.max(worst, Swift.abs(o / total - Double(output[i * headDim + c])))
+            }
+        }
+        return worst
+    }
+}

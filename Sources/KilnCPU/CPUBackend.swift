@@ -39,6 +39,13 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         }
     }
 
+    /// Forces the C micro-kernels to a SIMD level (2 AVX-512, 1 AVX2, 0 scalar), clamped to what the
+    /// CPU supports; returns the level now in use. Process-wide; for tests and benchmarks.
+    @discardableResult
+    public static func forceSIMDLevel(_ level: Int) -> Int {
+        Int(kiln_cpu_set_isa(Int32(level)))
+    }
+
     /// OpenBLAS's kernel core ("Cooperlake", "Haswell", …) and thread count.
     public static var openBLASCore: String { String(cString: openblas_get_corename()) }
     public static var openBLASThreads: Int { Int(openblas_get_num_threads()) }

@@ -7,7 +7,8 @@
 // The normal transform uses only IEEE +, ·, floor and integer operations — no library log, sin,
 // cos or sqrt, whose last bits differ between devices — and no contraction into fused
 // multiply-adds: this file is built without -cl-mad-enable and turns FP_CONTRACT off.
-// Global size: one work-item per block of four samples.
+// Global size: one work-item per block of four samples. The file ends by turning FP_CONTRACT back on
+// for the files the host builds after it (see OpenCLBackend.prependedFiles).
 
 #pragma OPENCL FP_CONTRACT OFF
 
@@ -131,3 +132,6 @@ __kernel void philox_fill_f32(__global float *out, const int n, const uint seedL
         if (block * 4 + j < n) out[block * 4 + j] = v[j];
     }
 }
+
+// Files built after this one (attention_*.cl call philox4x32_10 and unit_float) get contraction back.
+#pragma OPENCL FP_CONTRACT ON

@@ -2,7 +2,7 @@ import COpenCL
 import Foundation
 import KilnCore
 
-/// Which kernel family an OpenCL backend runs where there are two (GEMM for now).
+/// Which kernel family an OpenCL backend runs where there are two (GEMM and attention).
 public enum OpenCLKernelFamily: String, Sendable {
     /// Register-blocked `float16` work per work-item, local size 1: what CPU drivers (PoCL) vectorise.
     case cpuStyle = "cpu"
@@ -32,7 +32,7 @@ public struct OpenCLDeviceInfo: @unchecked Sendable, Equatable {
 /// time and compiled on first use. Every OpenCL status is checked; build failures carry the log.
 public final class OpenCLBackend: Backend, @unchecked Sendable {
     public let device: OpenCLDeviceInfo
-    /// The GEMM family this backend runs (chosen by device type unless given).
+    /// The kernel family this backend runs (chosen by device type unless given).
     public let family: OpenCLKernelFamily
     let context: cl_context
     let queue: cl_command_queue
@@ -219,16 +219,26 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
 
     // MARK: - Programs and kernels
 
-    /// The program built from `Kernels/<file>.cl` with `-D` defines, built once per backend.
+    /// Kernel files built with other files' sources in front of theirs, so device functions have one
+    /// copy in OpenCL C: the attention files use random.cl's Philox (declared, not defined, in them).
+    static let prependedFiles: [String: [String]] = ["attention_cpu": ["random"], "attention_gpu": ["random"]]
+
+    /// The program built from `Kernels/<file>.cl` (after the files `prependedFiles` lists for it) with
+    /// `-D` defines and `file`'s build options, built once per backend.
     func program(_ file: String, defines: [String: String] = [:]) throws -> cl_program {
         let key = file + "|" + defines.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
         lock.lock()
         defer { lock.unlock() }
         if let p = programs[key] { return p }
-        guard let source = EmbeddedKernels.sources[file] else {
-            throw BackendError(.kernelBuildFailed, context: "opencl.build(\(file).cl)",
-                               "no kernel file Kernels/\(file).cl was embedded")
+        var parts: [String] = []
+        for part in (OpenCLBackend.prependedFiles[file] ?? []) + [file] {
+            guard let text = EmbeddedKernels.sources[part] else {
+                throw BackendError(.kernelBuildFailed, context: "opencl.build(\(file).cl)",
+                                   "no kernel file Kernels/\(part).cl was embedded")
+            }
+            parts.append(text)
         }
+        let source = parts.joined(separator: "\n")
         let p = try build(source: source, name: "\(file).cl", options: OpenCLBackend.buildOptions(for: file),
                           defines: defines)
         programs[key] = p

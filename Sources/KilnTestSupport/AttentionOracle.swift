@@ -47,6 +47,12 @@ public enum AttentionOracle {
         }
     }
 
+    /// log Σ exp(s) of one row, or nil when every score is −∞ (the row sees no key).
+    static func logSumExp(_ row: [Double]) -> Double? {
+        guard let m = row.max(), m > -.infinity else { return nil }
+        return m + log(row.map { exp($0 - m) }.reduce(0, +))
+    }
+
     /// Output `[B, H, Lq, Dv]` and logsumexp `[B, H, Lq]`.
     public static func forward(_ d: AttentionDescriptor, _ x: Inputs) -> (output: [Double], logSumExp: [Double]) {
         var out = [Double](repeating: 0, count: d.batch * d.heads * d.seqQ * d.valueDim)
@@ -58,12 +64,10 @@ public enum AttentionOracle {
                 let s = scores(d, x, b: b, h: h)
                 for i in 0..<d.seqQ {
                     let row = (b * d.heads + h) * d.seqQ + i
-                    let m = s[i].max() ?? -.infinity
-                    guard m > -.infinity else {
+                    guard let l = logSumExp(s[i]) else {
                         lse[row] = -.infinity
                         continue
                     }
-                    let l = m + log(s[i].map { exp($0 - m) }.reduce(0, +))
                     lse[row] = l
                     for j in 0..<d.seqK {
                         let p = exp(s[i][j] - l) * keep[row * d.seqK + j]
@@ -92,9 +96,7 @@ public enum AttentionOracle {
                 let s = scores(d, x, b: b, h: h)
                 for i in 0..<d.seqQ {
                     let row = (b * d.heads + h) * d.seqQ + i
-                    let m = s[i].max() ?? -.infinity
-                    guard m > -.infinity else { continue }
-                    let l = m + log(s[i].map { exp($0 - m) }.reduce(0, +))
+                    guard let l = logSumExp(s[i]) else { continue }
                     let p = s[i].map { exp($0 - l) }
                     // dP_ij = keep·(g_i · v_j); dS_ij = p_ij (dP_ij − Σ_k p_ik dP_ik).
                     var dp = [Double](repeating: 0, count: d.seqK)

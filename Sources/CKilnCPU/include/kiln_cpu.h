@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "kiln_attention.h"
+#include "kiln_normalization.h"
 
 #ifdef __cplusplus
 extern "C" {

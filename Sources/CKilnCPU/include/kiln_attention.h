@@ -1,8 +1,9 @@
 // kiln_attention.h — the tile math of the CPU flash attention (forward and backward).
 //
-// The Swift orchestration (KilnCPU/CPUBackend+Attention.swift) multiplies the tiles with OpenBLAS;
-// these kernels do everything between the GEMMs on one score tile of `rows` query rows × `cols`
-// keys: masking, the online softmax update, the exponentials, dropout and dS = P∘(dP − D).
+// The Swift orchestration (KilnCPU/CPUBackend+Attention.swift) walks the tiles; these kernels do
+// everything between the tile GEMMs on one score tile of `rows` query rows × `cols` keys (masking,
+// the online softmax update, the exponentials, dropout and dS = P∘(dP − D)), and, with AVX-512, the
+// tile GEMMs themselves (kiln_attention_gemm_f32, kiln_attention_transpose_f32).
 //
 // Scores arrive in the base-2 domain: the caller folds scale·log2(e) into the GEMM's alpha, so a
 // tile holds s2_ij = log2(e)·scale·q_i·k_j, and the kernels add log2(e)·mask_ij. Probabilities are
@@ -78,8 +79,25 @@ void kiln_attention_score_gradient_f32(int64_t rows, int64_t cols, float *p, int
 void kiln_attention_row_dot_f32(int64_t rows, int64_t dim, const float *a, const float *b,
                                 float *d);
 
-/// y[i] = 2^x[i] by the attention kernels' vectorised exp2 (for tests): about 1 ulp for
-/// x in [−126, 127], 0 below −127 (−inf gives 0), NaN stays NaN.
+/// C = beta·C + alpha·A·B for C [m × n] and B [k × n] row-major (leading dimensions ldc, ldb) and
+/// A read through strides, A(r, kk) = a[r·a_row_stride + kk·a_k_stride]: a row-major tile
+/// (stride ld, 1) or a transposed one (1, ld). B is read in place, without packing, and each A
+/// element is broadcast against 64-column panels of B, which suits the attention tiles, where the
+/// big operand (P or dS) is A and B (V, dO, K or Q rows) is narrow. Fast in the AVX-512 variant
+/// (the one to use; with AVX2 or scalar prefer OpenBLAS); beta = 0 does not read C.
+void kiln_attention_gemm_f32(int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                             int64_t a_row_stride, int64_t a_k_stride, const float *b, int64_t ldb,
+                             float beta, float *c, int64_t ldc);
+
+/// dst[c·ldd + r] = src[r·lds + c] for r < rows, c < cols: the [rows × cols] block src transposed
+/// (used to lay a key or value block out as [dim × keys] for kiln_attention_gemm_f32).
+void kiln_attention_transpose_f32(int64_t rows, int64_t cols, const float *src, int64_t lds,
+                                  float *dst, int64_t ldd);
+
+/// y[i] = 2^x[i] by the attention kernels' vectorised exp2 (for tests): within 1 ulp for
+/// x in [−126, 127] (0.95 ulp with FMA, 1.23 without; checked exhaustively), −inf gives 0, +inf
+/// and x ≥ 128 give +inf, NaN stays NaN. Below 2^−126 the AVX-512 variant returns subnormals; the
+/// others flush x < −126.5 to 0.
 void kiln_attention_exp2_f32(const float *x, float *y, int64_t n);
 
 /// keep[i] = 1 when the Philox uniform of flat index first + i for `seed` is >= p, else 0

@@ -71,7 +71,7 @@ public func scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor,
         let output = try Tensor.empty([d.batch, d.heads, d.seqQ, d.valueDim], on: backend)
         let lse = try Tensor.empty([d.batch, d.heads, d.seqQ], on: backend)
         if output.count + lse.count > 0 {
-            try plan.flashKernels.attentionForward(d, query: query.storage.buffer, key: key.storage.buffer,
+            try backend.attentionForward(d, query: query.storage.buffer, key: key.storage.buffer,
                                                    value: value.storage.buffer, mask: plan.mask?.storage.buffer,
                                                    output: output.storage.buffer, logSumExp: lse.storage.buffer)
         }
@@ -110,7 +110,7 @@ public func scaledDotProductAttentionBackward(query: Tensor, key: Tensor, value:
         let dk = try Tensor.zeros(key.shape, on: backend)
         let dv = try Tensor.zeros(value.shape, on: backend)
         if d.batch * d.heads * d.seqQ * d.seqK > 0 {
-            try plan.flashKernels.attentionBackward(
+            try backend.attentionBackward(
                 d, query: query.storage.buffer, key: key.storage.buffer, value: value.storage.buffer,
                 mask: plan.mask?.storage.buffer, output: output.storage.buffer, logSumExp: logSumExp.storage.buffer,
                 outputGradient: outputGradient.storage.buffer, queryGradient: dq.storage.buffer,
@@ -190,15 +190,11 @@ struct AttentionPlan {
                                          window: window ?? 0, maskStrides: maskStrides, dropout: dropout, seed: seed)
     }
 
-    /// The backend's flash kernels (TEMPORARY optional until both backends conform).
-    var flashKernels: any AttentionKernels { backend as! any AttentionKernels }
-
     func usesFlash(_ implementation: AttentionImplementation) -> Bool {
-        guard backend is any AttentionKernels else { return false }
         switch implementation {
-        case .flash: return true
-        case .naive: return false
-        case .automatic: return descriptor.seqQ * descriptor.seqK > attentionNaiveThreshold
+        case .flash: true
+        case .naive: false
+        case .automatic: descriptor.seqQ * descriptor.seqK > attentionNaiveThreshold
         }
     }
 

@@ -20,7 +20,7 @@ struct Row: Encodable {
     var ratio_to_baseline: Double?
     /// Achieved GFLOP/s ÷ the machine's measured FMA peak (compute-bound benchmarks).
     var peak_fraction: Double? = nil
-    /// The high-water mark of buffers the op allocated, outputs included, in MiB.
+    /// The high-water mark of buffers the op allocated beyond the results it returns, in MiB.
     var peak_extra_mib: Double? = nil
 
     enum CodingKeys: String, CodingKey {

@@ -17,7 +17,7 @@ public enum AttentionMask: Sendable {
 
 /// Which attention algorithm runs.
 public enum AttentionImplementation: String, Sendable, CaseIterable {
-    /// Flash for all but tiny problems, where the naive path is faster.
+    /// Flash, except for problems of at most `attentionNaiveThreshold` scores per head.
     case automatic
     /// Tiled with an online softmax: O(seq) extra memory.
     case flash
@@ -41,8 +41,10 @@ public struct AttentionGradients: Sendable {
     public let value: Tensor
 }
 
-/// Below this many scores per (batch, head) the automatic choice takes the naive path.
-public let attentionNaiveThreshold = 128 * 128
+/// Up to this many scores per (batch, head) the automatic choice takes the naive path. On the
+/// 2-core Zen 5 CI machine `bench attention --sweep 1,2,4,...,1024` measured flash faster than naive
+/// from seq 1 on both backends (CPU and PoCL), so it is 0 there; re-measure on other devices.
+public let attentionNaiveThreshold = 0
 
 /// Attention `softmax(scale·Q·Kᵀ + mask)·V` with PyTorch's `scaled_dot_product_attention` semantics.
 ///

@@ -20,6 +20,8 @@ public struct Tensor: Sendable, CustomStringConvertible {
     /// The element type (Float32).
     public let dtype: DType
     public let storage: TensorStorage
+    /// The autograd record: set on leaves that require a gradient and on results of recorded ops.
+    public internal(set) var gradientNode: GradientNode?
 
     /// Wraps an existing buffer that holds at least `shape.reduce(1, *)` elements.
     public init(shape: [Int], storage: TensorStorage, dtype: DType = .float32) {

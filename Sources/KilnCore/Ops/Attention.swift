@@ -65,23 +65,38 @@ public func scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor,
                                       isCausal: Bool = false, scale: Float? = nil, dropout: Float = 0,
                                       seed: UInt64 = 0, window: Int? = nil,
                                       implementation: AttentionImplementation = .automatic) throws -> AttentionResult {
-    let plan = try AttentionPlan(op: "scaledDotProductAttention", query: query, key: key, value: value, mask: mask,
-                                 isCausal: isCausal, scale: scale, dropout: dropout, seed: seed, window: window)
-    let d = plan.descriptor
-    let backend = query.backend
-    if plan.usesFlash(implementation) {
-        let output = try Tensor.empty([d.batch, d.heads, d.seqQ, d.valueDim], on: backend)
-        let lse = try Tensor.empty([d.batch, d.heads, d.seqQ], on: backend)
-        if output.count + lse.count > 0 {
-            try backend.attentionForward(d, query: query.storage.buffer, key: key.storage.buffer,
-                                                   value: value.storage.buffer, mask: plan.mask?.storage.buffer,
-                                                   output: output.storage.buffer, logSumExp: lse.storage.buffer)
+    let op = "scaledDotProductAttention"
+    let plan = try AttentionPlan(op: op, query: query, key: key, value: value, mask: mask, isCausal: isCausal,
+                                 scale: scale, dropout: dropout, seed: seed, window: window)
+    if let m = mask?.tensor { try m.requireNoGradient([m], op: op) }
+    // The forward runs unrecorded; the output records one node whose pullback is the attention
+    // backward (flash kernels recomputing P from the logsumexp, or the naive formulas).
+    let (output, lse) = try withoutGradients { () throws -> (Tensor, Tensor) in
+        let (q, k, v) = (query.detached(), key.detached(), value.detached())
+        let d = plan.descriptor
+        let backend = query.backend
+        if plan.usesFlash(implementation) {
+            let output = try Tensor.empty([d.batch, d.heads, d.seqQ, d.valueDim], on: backend)
+            let lse = try Tensor.empty([d.batch, d.heads, d.seqQ], on: backend)
+            if output.count + lse.count > 0 {
+                try backend.attentionForward(d, query: q.storage.buffer, key: k.storage.buffer,
+                                             value: v.storage.buffer, mask: plan.mask?.storage.buffer,
+                                             output: output.storage.buffer, logSumExp: lse.storage.buffer)
+            }
+            return (output, lse)
         }
-        return AttentionResult(output: output, logSumExp: lse)
+        let naive = try plan.naiveProbabilities(query: q, key: k)
+        return (try matmul(naive.dropped, plan.expandHeads(v)), try naive.logSumExp.squeezed(axis: -1))
     }
-    let naive = try plan.naiveProbabilities(query: query, key: key)
-    let output = try matmul(naive.dropped, plan.expandHeads(value))
-    return AttentionResult(output: output, logSumExp: try naive.logSumExp.squeezed(axis: -1))
+    let recorded = output.recording([query, key, value]) { [q = query.detached(), k = key.detached(),
+                                                           v = value.detached(), o = output.detached()] g in
+        let grads = try scaledDotProductAttentionBackward(
+            query: q, key: k, value: v, output: o, logSumExp: lse, outputGradient: g, mask: mask,
+            isCausal: isCausal, scale: scale, dropout: dropout, seed: seed, window: window,
+            implementation: implementation)
+        return [grads.query, grads.key, grads.value]
+    }
+    return AttentionResult(output: recorded, logSumExp: lse)
 }
 
 /// The gradients of a scalar loss with respect to query, key and value, given the forward
@@ -97,6 +112,7 @@ public func scaledDotProductAttentionBackward(query: Tensor, key: Tensor, value:
     -> AttentionGradients
 {
     let op = "scaledDotProductAttentionBackward"
+    try query.requireNoGradient([query, key, value, output, logSumExp, outputGradient], op: op)
     let plan = try AttentionPlan(op: op, query: query, key: key, value: value, mask: mask, isCausal: isCausal,
                                  scale: scale, dropout: dropout, seed: seed, window: window)
     let d = plan.descriptor

@@ -2,21 +2,51 @@
 extension Tensor {
     /// y = op(x) elementwise.
     public func applying(_ op: UnaryOp) throws -> Tensor {
+        let derivative = unaryDerivative(op)
+        if derivative == nil { try requireNoGradient([self], op: "\(op)") }
         let out = try Tensor.empty(shape, on: backend)
         if count > 0 { try backend.unary(op, storage.buffer, out.storage.buffer, count: count) }
-        return out
+        guard let derivative else { return out }
+        let x = self.detached(), y = out.detached()
+        return out.recording([self]) { g in [try derivative(g, x, y)] }
+    }
+
+    /// The pullback g ↦ g·f'(x) of the unary ops autograd supports so far, from x and y = f(x).
+    private func unaryDerivative(_ op: UnaryOp) -> ((Tensor, Tensor, Tensor) throws -> Tensor)? {
+        switch op {
+        case .negate: { g, _, _ in try -g }
+        case .addScalar: { g, _, _ in g }
+        case .multiplyScalar(let c): { g, _, _ in try g * c }
+        case .exp: { g, _, y in try g * y }
+        case .log: { g, x, _ in try g / x }
+        case .square: { g, x, _ in try g * x * 2 }
+        case .sqrt: { g, _, y in try g / (y * 2) }
+        case .tanh: { g, _, y in try g * (1 - square(y)) }
+        case .sigmoid: { g, _, y in try g * y * (1 - y) }
+        case .relu: { g, x, _ in try g * x.greater(Tensor.zeros([], on: x.backend)) }
+        default: nil
+        }
     }
 
     /// out = op(self, other) with broadcasting.
     public func combining(_ other: Tensor, _ op: BinaryOp) throws -> Tensor {
         let name = "\(op)"
         try requireSameBackend([other], op: name)
+        if [.pow, .maximum, .minimum].contains(op) { try requireNoGradient([self, other], op: name) }
         let outShape = try Shape.broadcast(shape, other.shape, op: name)
         let out = try Tensor.empty(outShape, on: backend)
         if out.count == 0 { return out }
         let geometry = try Tensor.geometry(outShape, [shape, other.shape], op: name)
         try backend.binary(op, geometry, storage.buffer, other.storage.buffer, out.storage.buffer)
-        return out
+        return out.recording([self, other]) { [a = self.detached(), b = other.detached()] g in
+            switch op {
+            case .add: [try g.reducedToShape(a.shape), try g.reducedToShape(b.shape)]
+            case .subtract: [try g.reducedToShape(a.shape), try (-g).reducedToShape(b.shape)]
+            case .multiply: [try (g * b).reducedToShape(a.shape), try (g * a).reducedToShape(b.shape)]
+            case .divide: [try (g / b).reducedToShape(a.shape), try (-(g * a) / (b * b)).reducedToShape(b.shape)]
+            default: [nil, nil]  // comparisons: piecewise constant
+            }
+        }
     }
 
     /// The coalesced broadcast geometry of `inputs` read as `outShape`.
@@ -39,7 +69,11 @@ extension Tensor {
         let geometry = try geometry(outShape, [condition.shape, a.shape, b.shape], op: "where")
         try a.backend.select(geometry, condition: condition.storage.buffer, a.storage.buffer,
                              b.storage.buffer, out.storage.buffer)
-        return out
+        return out.recording([a, b]) { [c = condition.detached(), a = a.detached(), b = b.detached()] g in
+            let zero = try Tensor.zeros([], on: g.backend)
+            return [try Tensor.selecting(c, g, zero).reducedToShape(a.shape),
+                    try Tensor.selecting(c, zero, g).reducedToShape(b.shape)]
+        }
     }
 }
 

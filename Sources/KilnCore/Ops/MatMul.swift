@@ -50,7 +50,18 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transpose
             try a.backend.gemm(descriptor, a: lhs.storage.buffer, b: rhs.storage.buffer, c: out.storage.buffer)
         }
     }
+    let promotedShape = outShape
     if a.rank == 1 { outShape.remove(at: outShape.count - 2) }
     if b.rank == 1 { outShape.removeLast() }
-    return try out.reshaped(to: outShape)
+    // op(A)' = α·g·op(B)ᵀ and op(B)' = α·op(A)ᵀ·g, transposed back when stored transposed, summed
+    // over broadcast batch dimensions.
+    return try out.reshaped(to: outShape).recording([a, b]) { [left = left.detached(), right = right.detached()] g in
+        let grad = try g.reshaped(to: promotedShape)
+        var dLeft = try matmul(grad, right, transposeB: !transposeB, alpha: alpha)
+        if transposeA { dLeft = try dLeft.transposed() }
+        var dRight = try matmul(left, grad, transposeA: !transposeA, alpha: alpha)
+        if transposeB { dRight = try dRight.transposed() }
+        return [try dLeft.reducedToShape(left.shape).reshaped(to: a.shape),
+                try dRight.reducedToShape(right.shape).reshaped(to: b.shape)]
+    }
 }

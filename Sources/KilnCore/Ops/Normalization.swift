@@ -289,6 +289,7 @@ private func repeated(_ t: Tensor?, _ n: Int) throws -> Tensor? {
 public func localResponseNorm(_ input: Tensor, size: Int, alpha: Float = 1e-4, beta: Float = 0.75,
                               k: Float = 1) throws -> Tensor {
     let d = try lrnDescriptor(op: "localResponseNorm", input: input, size: size, alpha: alpha, beta: beta, k: k)
+    try input.requireNoGradient([input], op: "localResponseNorm")
     let out = try Tensor.empty(input.shape, on: input.backend)
     if input.count > 0 {
         try input.backend.localResponseNormalizationForward(d, input: input.storage.buffer, output: out.storage.buffer)
@@ -396,6 +397,7 @@ private struct RowNormPlan {
     }
 
     func forward(_ input: Tensor, weight: Tensor?, bias: Tensor?) throws -> NormalizationOutput {
+        try input.requireNoGradient([input] + [weight, bias].compactMap { $0 }, op: op)
         let backend = input.backend
         let d = descriptor
         let output = try Tensor.empty(input.shape, on: backend)
@@ -490,6 +492,7 @@ private struct ChannelNormPlan {
 
     func forward(_ input: Tensor, weight: Tensor?, bias: Tensor?, runningMean: Tensor?, runningVariance: Tensor?,
                  training: Bool, momentum: Float, eps: Float) throws -> NormalizationOutput {
+        try input.requireNoGradient([input] + [weight, bias].compactMap { $0 }, op: op)
         let backend = input.backend
         let shape = [channels]
         let d = ChannelNormalizationDescriptor(batch: batch, channels: channels, spatial: spatial, eps: eps,

@@ -5,6 +5,7 @@ extension Tensor {
     func reduced(_ op: ReduceOp, axes requested: [Int], keepingDimensions: Bool, correction: Float = 0,
                  name: String) throws -> Tensor {
         let axes = try normalizedAxes(requested, op: name)
+        if op != .sum && op != .mean && op != .argmax && op != .argmin { try requireNoGradient([self], op: name) }
         let keptShape = shape.enumerated().map { axes.contains($0.offset) ? 1 : $0.element }
         let outShape = keepingDimensions ? keptShape : shape.enumerated().filter { !axes.contains($0.offset) }.map(\.element)
         let contiguous = axes.isEmpty || axes.last! - axes.first! + 1 == axes.count
@@ -25,7 +26,12 @@ extension Tensor {
             try backend.reduce(op, source.storage.buffer, out.storage.buffer, outer: outer, count: n,
                                inner: inner, correction: correction)
         }
-        return out
+        guard op == .sum || op == .mean else { return out }  // argmax / argmin: no gradient
+        // ∂Σx/∂x = 1 and ∂mean/∂x = 1/n: the gradient broadcast back over the reduced axes.
+        return out.recording([self]) { [shape] g in
+            let spread = try g.reshaped(to: keptShape).broadcast(to: shape)
+            return [op == .mean ? try spread * (1 / Float(Swift.max(n, 1))) : spread]
+        }
     }
 
     /// Σ over `axes` (all when empty).
@@ -118,6 +124,7 @@ public func logSoftmax(_ x: Tensor, axis: Int = -1) throws -> Tensor {
 }
 
 private func softmax(_ x: Tensor, axis: Int, logarithm: Bool, op: String) throws -> Tensor {
+    try x.requireNoGradient([x], op: op)
     // A rank-0 tensor is treated as one element, as PyTorch does.
     let a = x.rank == 0 ? 0 : try x.normalizedAxis(axis, op: op)
     let view = x.rank == 0 ? try x.reshaped(to: [1]) : x

@@ -21,13 +21,18 @@ extension Tensor {
             throw TensorError(.shapeMismatch, op: "reshaped",
                               "cannot reshape \(shape) (\(count) elements) to \(newShape)")
         }
-        return Tensor(shape: resolved, storage: storage, dtype: dtype)
+        return view(resolved)
+    }
+
+    /// The same storage with another shape of as many elements; the gradient is reshaped back.
+    func view(_ newShape: [Int]) -> Tensor {
+        Tensor(shape: newShape, storage: storage, dtype: dtype).recording([self]) { [shape] g in
+            [try g.reshaped(to: shape)]
+        }
     }
 
     /// A rank-1 view of all elements.
-    public func flattened() -> Tensor {
-        Tensor(shape: [count], storage: storage, dtype: dtype)
-    }
+    public func flattened() -> Tensor { view([count]) }
 
     /// A contiguous tensor of `shape` read from this one at `offset` with `strides`.
     func gatherStrided(shape outShape: [Int], offset: Int, strides: [Int]) throws -> Tensor {
@@ -70,8 +75,12 @@ extension Tensor {
         }
         if normalized == Array(0..<rank) { return self }
         let own = strides
-        return try gatherStrided(shape: normalized.map { shape[$0] }, offset: 0,
-                                 strides: normalized.map { own[$0] })
+        let result = try gatherStrided(shape: normalized.map { shape[$0] }, offset: 0,
+                                       strides: normalized.map { own[$0] })
+        // The gradient goes back through the inverse permutation.
+        var inverse = [Int](repeating: 0, count: rank)
+        for (i, axis) in normalized.enumerated() { inverse[axis] = i }
+        return result.recording([self]) { g in [try g.permuted(inverse)] }
     }
 
     /// Swaps two axes.
@@ -91,14 +100,14 @@ extension Tensor {
     /// Removes `axis` (which must have size 1), or every size-1 axis when `axis` is nil.
     public func squeezed(axis: Int? = nil) throws -> Tensor {
         guard let axis else {
-            return Tensor(shape: shape.filter { $0 != 1 }, storage: storage, dtype: dtype)
+            return view(shape.filter { $0 != 1 })
         }
         let a = try normalizedAxis(axis, op: "squeezed")
         // Like PyTorch, squeezing an axis whose size is not 1 leaves the tensor unchanged.
         guard shape[a] == 1 else { return self }
         var s = shape
         s.remove(at: a)
-        return Tensor(shape: s, storage: storage, dtype: dtype)
+        return view(s)
     }
 
     /// Inserts a size-1 axis at `axis` (−rank−1 ..< rank+1).
@@ -106,7 +115,7 @@ extension Tensor {
         let a = try normalizedAxis(axis, op: "unsqueezed", rank: rank + 1)
         var s = shape
         s.insert(1, at: a)
-        return Tensor(shape: s, storage: storage, dtype: dtype)
+        return view(s)
     }
 
     /// This tensor broadcast (NumPy rules) to `target`, materialised.
@@ -117,8 +126,8 @@ extension Tensor {
             throw TensorError(.shapeMismatch, op: "broadcast", "cannot broadcast shape \(shape) to \(target)")
         }
         if target == shape { return self }
-        return try gatherStrided(shape: target, offset: 0,
-                                 strides: Shape.broadcastStrides(shape, to: target))
+        return try gatherStrided(shape: target, offset: 0, strides: Shape.broadcastStrides(shape, to: target))
+            .recording([self]) { [shape] g in [try g.reducedToShape(shape)] }
     }
 
     /// `torch.expand`: like `broadcast(to:)`, and -1 keeps a size.
@@ -135,6 +144,7 @@ extension Tensor {
     /// from the end and are clamped, as Python slicing with a positive step).
     public func sliced(axis: Int, start: Int = 0, end: Int? = nil, step: Int = 1) throws -> Tensor {
         let a = try normalizedAxis(axis, op: "sliced")
+        try requireNoGradient([self], op: "sliced")
         guard step > 0 else {
             throw TensorError(.invalidArgument, op: "sliced", "step must be positive, got \(step)")
         }
@@ -157,6 +167,7 @@ extension Tensor {
             throw TensorError(.invalidArgument, op: "concatenated", "needs at least one tensor")
         }
         try first.requireSameBackend(tensors, op: "concatenated")
+        try first.requireNoGradient(tensors, op: "concatenated")
         let a = try first.normalizedAxis(axis, op: "concatenated")
         for t in tensors {
             var s = t.shape, f = first.shape
@@ -287,6 +298,7 @@ extension Tensor {
 
     /// A tensor of `shape` whose element i is this tensor's element `flat[i]`.
     func take(_ flat: [Int32], shape outShape: [Int], op: String) throws -> Tensor {
+        try requireNoGradient([self], op: op)
         guard count <= Int(Int32.max) else {
             throw TensorError(.invalidArgument, op: op, "tensors over 2³¹ elements are not supported")
         }

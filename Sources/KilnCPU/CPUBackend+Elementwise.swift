@@ -18,9 +18,9 @@ extension CPUBackend {
         let pb = try cpuBuffer(b, "cpu.binary").pointer
         let po = try cpuBuffer(out, "cpu.binary").pointer
         let code = op.code
+        let (sa, sb) = (geometry.innerStride(0), geometry.innerStride(1))
         forEachRow(geometry) { row, offsets, n in
-            kiln_binary_f32(code, pa + offsets[0], Int64(geometry.strides[0].last!),
-                            pb + offsets[1], Int64(geometry.strides[1].last!), po + row, Int64(n))
+            kiln_binary_f32(code, pa + offsets[0], sa, pb + offsets[1], sb, po + row, Int64(n))
         }
     }
 
@@ -30,10 +30,9 @@ extension CPUBackend {
         let pa = try cpuBuffer(a, "cpu.select").pointer
         let pb = try cpuBuffer(b, "cpu.select").pointer
         let po = try cpuBuffer(out, "cpu.select").pointer
+        let (sc, sa, sb) = (geometry.innerStride(0), geometry.innerStride(1), geometry.innerStride(2))
         forEachRow(geometry) { row, offsets, n in
-            kiln_where_f32(pc + offsets[0], Int64(geometry.strides[0].last!),
-                           pa + offsets[1], Int64(geometry.strides[1].last!),
-                           pb + offsets[2], Int64(geometry.strides[2].last!), po + row, Int64(n))
+            kiln_where_f32(pc + offsets[0], sc, pa + offsets[1], sa, pb + offsets[2], sb, po + row, Int64(n))
         }
     }
 
@@ -64,5 +63,13 @@ extension CPUBackend {
                 body(row * inner + start, offsets, length)
             }
         }
+    }
+}
+
+extension BroadcastGeometry {
+    /// The innermost stride of input `index` (0 or 1: inputs are contiguous tensors read with
+    /// broadcast strides).
+    func innerStride(_ index: Int) -> Int64 {
+        Int64(strides[index].last ?? 0)
     }
 }

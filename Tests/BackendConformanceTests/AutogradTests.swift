@@ -162,8 +162,12 @@ struct AutogradTests {
         #expect(throws: TensorError.self) { try plain.sum().backward() }
         let x = try Tensor([1, 2], on: b).requiringGradient()
         #expect(throws: TensorError.self) { try (x * 2).backward() }
-        #expect(throws: TensorError.self) { _ = try softmax(x) }
-        #expect(throws: TensorError.self) { _ = try x.max() }
+        // An attention mask has no gradient: a mask that requires one throws.
+        let q = try Tensor.zeros([1, 1, 2, 4], on: b)
+        let mask = try Tensor.zeros([2, 2], on: b).requiringGradient()
+        #expect(throws: TensorError.self) {
+            _ = try scaledDotProductAttention(query: q, key: q, value: q, mask: .additive(mask))
+        }
         // Inside withoutGradients nothing is recorded and nothing throws.
         let y = try withoutGradients { try softmax(x) }
         #expect(!y.requiresGradient)

@@ -1,30 +1,76 @@
 /// Elementwise ops. Binary ops broadcast with NumPy rules; comparisons give 1 or 0.
 extension Tensor {
-    /// y = op(x) elementwise.
+    /// y = op(x) elementwise. Every op records a pullback; at kinks the one-sided conventions of
+    /// PyTorch hold (relu'(0) = abs'(0) = 0, leakyReLU'(0) = slope, elu'(0) = α, clamp passes the
+    /// gradient for min ≤ x ≤ max), and piecewise-constant ops (sign, floor, ceil, round) give zero.
     public func applying(_ op: UnaryOp) throws -> Tensor {
-        let derivative = unaryDerivative(op)
-        if derivative == nil { try requireNoGradient([self], op: "\(op)") }
         let out = try Tensor.empty(shape, on: backend)
         if count > 0 { try backend.unary(op, storage.buffer, out.storage.buffer, count: count) }
-        guard let derivative else { return out }
         let x = self.detached(), y = out.detached()
-        return out.recording([self]) { g in [try derivative(g, x, y)] }
+        return out.recording([self]) { g in [try Tensor.unaryPullback(op, g, x, y)] }
     }
 
-    /// The pullback g ↦ g·f'(x) of the unary ops autograd supports so far, from x and y = f(x).
-    private func unaryDerivative(_ op: UnaryOp) -> ((Tensor, Tensor, Tensor) throws -> Tensor)? {
+    /// g·f'(x) for the unary op f, from x and y = f(x), built from elementwise ops on g's backend.
+    private static func unaryPullback(_ op: UnaryOp, _ g: Tensor, _ x: Tensor, _ y: Tensor) throws -> Tensor {
+        let zero = try Tensor.zeros([], on: g.backend)
         switch op {
-        case .negate: { g, _, _ in try -g }
-        case .addScalar: { g, _, _ in g }
-        case .multiplyScalar(let c): { g, _, _ in try g * c }
-        case .exp: { g, _, y in try g * y }
-        case .log: { g, x, _ in try g / x }
-        case .square: { g, x, _ in try g * x * 2 }
-        case .sqrt: { g, _, y in try g / (y * 2) }
-        case .tanh: { g, _, y in try g * (1 - square(y)) }
-        case .sigmoid: { g, _, y in try g * y * (1 - y) }
-        case .relu: { g, x, _ in try g * x.greater(Tensor.zeros([], on: x.backend)) }
-        default: nil
+        case .negate: return try -g
+        case .addScalar: return g
+        case .multiplyScalar(let c): return try g * c
+        case .exp: return try g * y
+        case .expm1: return try g * (y + 1)
+        case .log: return try g / x
+        case .log1p: return try g / (x + 1)
+        case .square: return try g * x * 2
+        case .sqrt: return try g / (y * 2)
+        case .rsqrt:
+            // d x^(−1/2) = −½·x^(−3/2) = −½·y³
+            let cube: Tensor = try y * y * y
+            return try g * cube * -0.5
+        case .reciprocal: return try g * square(y) * -1
+        case .sin: return try g * cos(x)
+        case .cos: return try g * -sin(x)
+        case .tan: return try g * (square(y) + 1)
+        case .tanh: return try g * (1 - square(y))
+        case .sigmoid: return try g * y * (1 - y)
+        case .relu: return try g * x.greater(zero)
+        case .abs: return try g * sign(x)
+        case .sign, .floor, .ceil, .round: return try Tensor.zeros(g.shape, on: g.backend)
+        case .erf:
+            // 2/√π·e^(−x²)
+            let bell: Tensor = try exp(square(x) * -1)
+            return try g * bell * Float(2 / Double.pi.squareRoot())
+        case .geluErf:
+            // Φ(x) + x·φ(x), φ(x) = e^(−x²/2)/√(2π)
+            let cdf: Tensor = try (erf(x * Float(1 / 2.0.squareRoot())) + 1) * 0.5
+            let pdf: Tensor = try exp(square(x) * -0.5) * Float(1 / (2 * Double.pi).squareRoot())
+            return try g * (cdf + x * pdf)
+        case .geluTanh:
+            // ½(1 + t) + ½x(1 − t²)·k(1 + 3·0.044715x²), t = tanh(k(x + 0.044715x³)), k = √(2/π)
+            let k = Float((2 / Double.pi).squareRoot())
+            let cubic: Tensor = try x + x * square(x) * 0.044715
+            let t: Tensor = try tanh(cubic * k)
+            let inner: Tensor = try (square(x) * Float(3 * 0.044715) + 1) * k
+            let slope: Tensor = try x * (1 - square(t)) * inner
+            return try g * ((t + 1) + slope) * 0.5
+        case .silu:
+            // σ(x)·(1 + x(1 − σ(x)))
+            let s: Tensor = try sigmoid(x)
+            return try g * s * (x * (1 - s) + 1)
+        case .softplus: return try g * sigmoid(x)
+        case .clamp(let lower, let upper):
+            let inside: Tensor = try x.greaterEqual(Tensor.full([], value: lower, on: g.backend))
+                * x.lessEqual(Tensor.full([], value: upper, on: g.backend))
+            return try g * inside
+        case .powScalar(let p):
+            // p·x^(p−1); zero for p = 0, as PyTorch (no 0·∞ at x = 0).
+            if p == 0 { return try Tensor.zeros(g.shape, on: g.backend) }
+            return try g * pow(x, p - 1) * p
+        case .leakyReLU(let slope):
+            return try Tensor.selecting(x.greater(zero), g, g * slope)
+        case .elu(let alpha):
+            // α·eˣ = y + α for x ≤ 0
+            return try Tensor.selecting(x.greater(zero), g, g * (y + alpha))
         }
     }
 
@@ -32,7 +78,6 @@ extension Tensor {
     public func combining(_ other: Tensor, _ op: BinaryOp) throws -> Tensor {
         let name = "\(op)"
         try requireSameBackend([other], op: name)
-        if [.pow, .maximum, .minimum].contains(op) { try requireNoGradient([self, other], op: name) }
         let outShape = try Shape.broadcast(shape, other.shape, op: name)
         let out = try Tensor.empty(outShape, on: backend)
         if out.count == 0 { return out }
@@ -44,9 +89,34 @@ extension Tensor {
             case .subtract: [try g.reducedToShape(a.shape), try (-g).reducedToShape(b.shape)]
             case .multiply: [try (g * b).reducedToShape(a.shape), try (g * a).reducedToShape(b.shape)]
             case .divide: [try (g / b).reducedToShape(a.shape), try (-(g * a) / (b * b)).reducedToShape(b.shape)]
+            case .pow: try Tensor.powPullback(g, a, b)
+            case .maximum, .minimum: try Tensor.extremumPullback(g, a, b, maximum: op == .maximum)
             default: [nil, nil]  // comparisons: piecewise constant
             }
         }
+    }
+
+    /// The gradients of aᵇ, as PyTorch: ∂/∂a = b·a^(b−1) (zero where b = 0) and ∂/∂b = aᵇ·ln a
+    /// (zero where a = 0 and b ≥ 0; NaN where a < 0, as ln a).
+    private static func powPullback(_ g: Tensor, _ a: Tensor, _ b: Tensor) throws -> [Tensor?] {
+        let zero = try Tensor.zeros([], on: g.backend)
+        let power: Tensor = try pow(a, b)
+        let lowered: Tensor = try pow(a, b - 1) * b
+        let da: Tensor = try Tensor.selecting(b.equal(zero), zero, g * lowered)
+        let atZero: Tensor = try a.equal(zero) * b.greaterEqual(zero)
+        let db: Tensor = try Tensor.selecting(atZero, zero, g * power * log(a))
+        return [try da.reducedToShape(a.shape), try db.reducedToShape(b.shape)]
+    }
+
+    /// The gradients of max(a, b) or min(a, b), as PyTorch: the winner takes g, a tie splits it
+    /// equally, and a NaN passes it to both inputs.
+    private static func extremumPullback(_ g: Tensor, _ a: Tensor, _ b: Tensor, maximum: Bool) throws -> [Tensor?] {
+        let half: Tensor = try a.equal(b) * 0.5
+        let aLoses: Tensor = maximum ? try a.less(b) : try a.greater(b)
+        let bLoses: Tensor = maximum ? try a.greater(b) : try a.less(b)
+        let da: Tensor = try g * (1 - (aLoses + half))
+        let db: Tensor = try g * (1 - (bLoses + half))
+        return [try da.reducedToShape(a.shape), try db.reducedToShape(b.shape)]
     }
 
     /// The coalesced broadcast geometry of `inputs` read as `outShape`.

@@ -1,5 +1,6 @@
 /// Layer, RMS, group, batch, instance and local response normalization, with PyTorch's semantics
-/// and defaults, and their backward passes as public functions (what autograd will call).
+/// and defaults, and their backward passes as public functions, which autograd records as the ops'
+/// pullbacks (for the input, and for weight and bias when given).
 ///
 /// Every op validates its input once and dispatches to the backend's fused kernels
 /// (`NormalizationKernels`): statistics in Float32 by the corrected two-pass algorithm (see there),
@@ -289,12 +290,13 @@ private func repeated(_ t: Tensor?, _ n: Int) throws -> Tensor? {
 public func localResponseNorm(_ input: Tensor, size: Int, alpha: Float = 1e-4, beta: Float = 0.75,
                               k: Float = 1) throws -> Tensor {
     let d = try lrnDescriptor(op: "localResponseNorm", input: input, size: size, alpha: alpha, beta: beta, k: k)
-    try input.requireNoGradient([input], op: "localResponseNorm")
     let out = try Tensor.empty(input.shape, on: input.backend)
     if input.count > 0 {
         try input.backend.localResponseNormalizationForward(d, input: input.storage.buffer, output: out.storage.buffer)
     }
-    return out
+    return out.recording([input]) { [x = input.detached()] g in
+        [try localResponseNormBackward(g, input: x, size: size, alpha: alpha, beta: beta, k: k)]
+    }
 }
 
 /// The gradient of local response norm with respect to its input: with
@@ -336,6 +338,17 @@ private func lrnDescriptor(op: String, input: Tensor, size: Int, alpha: Float, b
 }
 
 // MARK: - Validation and dispatch
+
+/// `output` recording the pullback of a normalization with respect to `input` and, when given,
+/// `weight` and `bias`; `backward` gets the output gradient and the detached inputs.
+private func record(_ output: Tensor, _ input: Tensor, _ weight: Tensor?, _ bias: Tensor?,
+                    _ backward: @escaping (Tensor, Tensor, Tensor?, Tensor?) throws -> NormalizationGradients) -> Tensor {
+    let x = input.detached(), w = weight?.detached(), b = bias?.detached()
+    return output.recording([input] + [weight, bias].compactMap { $0 }) { g in
+        let grads = try backward(g, x, w, b)
+        return [grads.input] + (weight == nil ? [] : [grads.weight]) + (bias == nil ? [] : [grads.bias])
+    }
+}
 
 /// Throws unless eps is finite and ≥ 0.
 private func checkEps(_ eps: Float, op: String) throws {
@@ -397,7 +410,6 @@ private struct RowNormPlan {
     }
 
     func forward(_ input: Tensor, weight: Tensor?, bias: Tensor?) throws -> NormalizationOutput {
-        try input.requireNoGradient([input] + [weight, bias].compactMap { $0 }, op: op)
         let backend = input.backend
         let d = descriptor
         let output = try Tensor.empty(input.shape, on: backend)
@@ -415,7 +427,9 @@ private struct RowNormPlan {
                     inverseStandardDeviation: sigma.storage.buffer)
             }
         }
-        return NormalizationOutput(output: output, mean: mean, inverseStandardDeviation: sigma)
+        return NormalizationOutput(output: record(output, input, weight, bias) { g, x, w, b in
+            try self.backward(g, input: x, mean: mean, inverseStandardDeviation: sigma, weight: w, bias: b)
+        }, mean: mean, inverseStandardDeviation: sigma)
     }
 
     func backward(_ outputGradient: Tensor, input: Tensor, mean: Tensor?, inverseStandardDeviation: Tensor,
@@ -492,7 +506,6 @@ private struct ChannelNormPlan {
 
     func forward(_ input: Tensor, weight: Tensor?, bias: Tensor?, runningMean: Tensor?, runningVariance: Tensor?,
                  training: Bool, momentum: Float, eps: Float) throws -> NormalizationOutput {
-        try input.requireNoGradient([input] + [weight, bias].compactMap { $0 }, op: op)
         let backend = input.backend
         let shape = [channels]
         let d = ChannelNormalizationDescriptor(batch: batch, channels: channels, spatial: spatial, eps: eps,
@@ -510,7 +523,12 @@ private struct ChannelNormPlan {
                 output: output.storage.buffer, mean: mean.storage.buffer, inverseStandardDeviation: sigma.storage.buffer,
                 updatedRunningMean: newMean?.storage.buffer, updatedRunningVariance: newVariance?.storage.buffer)
         }
-        return NormalizationOutput(output: output, mean: mean, inverseStandardDeviation: sigma,
+        // Inference treats the running statistics as constants (no gradient reaches them).
+        let recorded = record(output, input, weight, bias) { g, x, w, b in
+            try self.backward(g, input: x, mean: mean, inverseStandardDeviation: sigma, weight: w, bias: b,
+                              training: training)
+        }
+        return NormalizationOutput(output: recorded, mean: mean, inverseStandardDeviation: sigma,
                                    runningMean: newMean, runningVariance: newVariance)
     }
 

@@ -5,7 +5,6 @@ extension Tensor {
     func reduced(_ op: ReduceOp, axes requested: [Int], keepingDimensions: Bool, correction: Float = 0,
                  name: String) throws -> Tensor {
         let axes = try normalizedAxes(requested, op: name)
-        if op != .sum && op != .mean && op != .argmax && op != .argmin { try requireNoGradient([self], op: name) }
         let keptShape = shape.enumerated().map { axes.contains($0.offset) ? 1 : $0.element }
         let outShape = keepingDimensions ? keptShape : shape.enumerated().filter { !axes.contains($0.offset) }.map(\.element)
         let contiguous = axes.isEmpty || axes.last! - axes.first! + 1 == axes.count
@@ -26,11 +25,32 @@ extension Tensor {
             try backend.reduce(op, source.storage.buffer, out.storage.buffer, outer: outer, count: n,
                                inner: inner, correction: correction)
         }
-        guard op == .sum || op == .mean else { return out }  // argmax / argmin: no gradient
-        // ∂Σx/∂x = 1 and ∂mean/∂x = 1/n: the gradient broadcast back over the reduced axes.
+        if op == .argmax || op == .argmin { return out }  // piecewise constant: no gradient
+        let x = self.detached(), y = out.detached()
         return out.recording([self]) { [shape] g in
             let spread = try g.reshaped(to: keptShape).broadcast(to: shape)
-            return [op == .mean ? try spread * (1 / Float(Swift.max(n, 1))) : spread]
+            let kept = try y.reshaped(to: keptShape)
+            switch op {
+            case .mean:
+                // ∂mean/∂x = 1/n
+                return [try spread * (1 / Float(Swift.max(n, 1)))]
+            case .max, .min:
+                // As torch.amax / amin: the gradient is shared equally among the entries equal to
+                // the extreme (a NaN extreme gives NaN).
+                let hits: Tensor = try x.equal(kept)
+                let ties: Tensor = try hits.sum(alongAxes: axes, keepingDimensions: true)
+                return [try spread * hits / ties]
+            case .variance:
+                // ∂var/∂x = 2(x − mean)/(n − correction)
+                let centred: Tensor = try x - x.mean(alongAxes: axes, keepingDimensions: true)
+                return [try spread * centred * (2 / (Float(n) - correction))]
+            case .logSumExp:
+                // ∂/∂x log Σ eˣ = e^(x − lse), the softmax over the reduced axes
+                return [try spread * exp(x - kept)]
+            default:
+                // ∂Σx/∂x = 1: the gradient broadcast back over the reduced axes.
+                return [spread]
+            }
         }
     }
 
@@ -44,14 +64,16 @@ extension Tensor {
         try reduced(.mean, axes: axes, keepingDimensions: keepingDimensions, name: "mean")
     }
 
-    /// The maximum over `axes` (all when empty); NaN propagates.
+    /// The maximum over `axes` (all when empty); NaN propagates. The gradient is shared equally
+    /// among tied maxima, as `torch.amax` (not `torch.max(dim)`, which picks one index).
     /// - Throws: `.invalidArgument` when a reduced axis is empty (no identity, as PyTorch).
     public func max(alongAxes axes: [Int] = [], keepingDimensions: Bool = false) throws -> Tensor {
         try requireNonEmpty(axes, op: "max")
         return try reduced(.max, axes: axes, keepingDimensions: keepingDimensions, name: "max")
     }
 
-    /// The minimum over `axes` (all when empty); NaN propagates.
+    /// The minimum over `axes` (all when empty); NaN propagates. The gradient is shared equally
+    /// among tied minima, as `torch.amin`.
     public func min(alongAxes axes: [Int] = [], keepingDimensions: Bool = false) throws -> Tensor {
         try requireNonEmpty(axes, op: "min")
         return try reduced(.min, axes: axes, keepingDimensions: keepingDimensions, name: "min")
@@ -124,7 +146,6 @@ public func logSoftmax(_ x: Tensor, axis: Int = -1) throws -> Tensor {
 }
 
 private func softmax(_ x: Tensor, axis: Int, logarithm: Bool, op: String) throws -> Tensor {
-    try x.requireNoGradient([x], op: op)
     // A rank-0 tensor is treated as one element, as PyTorch does.
     let a = x.rank == 0 ? 0 : try x.normalizedAxis(axis, op: op)
     let view = x.rank == 0 ? try x.reshaped(to: [1]) : x
@@ -134,5 +155,17 @@ private func softmax(_ x: Tensor, axis: Int, logarithm: Bool, op: String) throws
         try x.backend.softmax(x.storage.buffer, out.storage.buffer, outer: outer, count: n, inner: inner,
                               logarithm: logarithm)
     }
-    return out
+    // softmax: ∂x = y·(g − Σ g·y); log-softmax: ∂x = g − e^y·Σ g, the sums along the axis.
+    return out.recording([x]) { [y = out.detached(), viewShape = view.shape] g in
+        let gv = try g.reshaped(to: viewShape), yv = try y.reshaped(to: viewShape)
+        let dx: Tensor
+        if logarithm {
+            let total: Tensor = try gv.sum(alongAxes: [a], keepingDimensions: true)
+            dx = try gv - exp(yv) * total
+        } else {
+            let dot: Tensor = try (gv * yv).sum(alongAxes: [a], keepingDimensions: true)
+            dx = try yv * (gv - dot)
+        }
+        return [try dx.reshaped(to: x.shape)]
+    }
 }

@@ -144,7 +144,6 @@ extension Tensor {
     /// from the end and are clamped, as Python slicing with a positive step).
     public func sliced(axis: Int, start: Int = 0, end: Int? = nil, step: Int = 1) throws -> Tensor {
         let a = try normalizedAxis(axis, op: "sliced")
-        try requireNoGradient([self], op: "sliced")
         guard step > 0 else {
             throw TensorError(.invalidArgument, op: "sliced", "step must be positive, got \(step)")
         }
@@ -158,7 +157,21 @@ extension Tensor {
         var st = strides
         let offset = lo * st[a]
         st[a] *= step
+        // The gradient is written back into zeros at the same offset and strides.
         return try gatherStrided(shape: outShape, offset: offset, strides: st)
+            .recording([self]) { [shape] g in [try g.scatteredStrided(into: shape, offset: offset, strides: st)] }
+    }
+
+    /// Zeros of `outShape` with this tensor written at `offset` with `strides` (the adjoint of
+    /// `gatherStrided` for a layout that touches each element at most once).
+    func scatteredStrided(into outShape: [Int], offset: Int, strides: [Int]) throws -> Tensor {
+        let out = try Tensor.zeros(outShape, on: backend)
+        if count == 0 { return out }
+        let (s, st) = Shape.coalesce(shape, [self.strides, strides])
+        try Tensor.copy(StridedCopy(shape: s, sourceOffset: 0, sourceStrides: st[0],
+                                    destinationOffset: offset, destinationStrides: st[1]),
+                        from: storage.buffer, to: out.storage.buffer, on: backend)
+        return out
     }
 
     /// Joins tensors along an existing `axis`; all other sizes must match.
@@ -167,7 +180,6 @@ extension Tensor {
             throw TensorError(.invalidArgument, op: "concatenated", "needs at least one tensor")
         }
         try first.requireSameBackend(tensors, op: "concatenated")
-        try first.requireNoGradient(tensors, op: "concatenated")
         let a = try first.normalizedAxis(axis, op: "concatenated")
         for t in tensors {
             var s = t.shape, f = first.shape
@@ -196,7 +208,9 @@ extension Tensor {
             }
             position += t.shape[a]
         }
-        return out
+        // Each input's gradient is its slice of the result's.
+        let sizes = tensors.map { $0.shape[a] }
+        return out.recording(tensors) { g in try g.split(sizes: sizes, axis: a).map { $0 } }
     }
 
     /// Joins tensors of one shape along a new `axis`.
@@ -297,13 +311,51 @@ extension Tensor {
     }
 
     /// A tensor of `shape` whose element i is this tensor's element `flat[i]`.
+    /// The gradient adds each element of the result's gradient back at its source, so repeated
+    /// indices accumulate.
     func take(_ flat: [Int32], shape outShape: [Int], op: String) throws -> Tensor {
-        try requireNoGradient([self], op: op)
-        guard count <= Int(Int32.max) else {
+        guard count <= Int(Int32.max), flat.count < Int(Int32.max) else {
             throw TensorError(.invalidArgument, op: op, "tensors over 2³¹ elements are not supported")
         }
         let out = try Tensor.empty(outShape, on: backend)
         if !flat.isEmpty { try backend.take(flat, from: storage.buffer, to: out.storage.buffer) }
-        return out
+        return out.recording([self]) { [shape, count] g in
+            [try g.flattened().scatterAdded(flat, count: count).reshaped(to: shape)]
+        }
+    }
+
+    /// The adjoint of `take`: a rank-1 tensor of `count` zeros to which element i of this rank-1
+    /// tensor is added at `flat[i]` (repeated indices accumulate).
+    ///
+    /// Built from gathers, with no scatter kernel: the distinct destinations U are found on the host;
+    /// round r gathers, for each of them, its r-th source (or a zero past the end), and the rounds are
+    /// summed; one last gather spreads U's sums over the zeros. The cost is O(count + K·|U|) for K the
+    /// largest number of repeats of one index.
+    func scatterAdded(_ flat: [Int32], count: Int) throws -> Tensor {
+        let zero = try Tensor.zeros([1], on: backend)
+        guard !flat.isEmpty else { return try Tensor.zeros([count], on: backend) }
+        // sources[u]: the positions of this tensor that add into destination u.
+        var slot = [Int32: Int]()
+        var destinations: [Int32] = [], sources: [[Int32]] = []
+        for (i, d) in flat.enumerated() {
+            if let u = slot[d] {
+                sources[u].append(Int32(i))
+            } else {
+                slot[d] = destinations.count
+                destinations.append(d)
+                sources.append([Int32(i)])
+            }
+        }
+        let padded = try Tensor.concatenated([self, zero], axis: 0)
+        let sentinel = Int32(flat.count)
+        var sums: Tensor? = nil
+        for round in 0..<(sources.map(\.count).max() ?? 0) {
+            let picks = sources.map { round < $0.count ? $0[round] : sentinel }
+            let part = try padded.take(picks, shape: [picks.count], op: "scatterAdded")
+            sums = try sums.map { try $0 + part } ?? part
+        }
+        guard let sums else { return try Tensor.zeros([count], on: backend) }
+        let spread = (0..<count).map { slot[Int32($0)].map(Int32.init) ?? Int32(destinations.count) }
+        return try Tensor.concatenated([sums, zero], axis: 0).take(spread, shape: [count], op: "scatterAdded")
     }
 }

@@ -24,4 +24,23 @@ struct PublicAPITests {
         #expect(list.first?.device == .cpu)
         #expect(list.first?.kind == "CPU backend")
     }
+
+    @Test("the README's attention, normalization and gradient example runs on every device")
+    func readmeExample() throws {
+        for device in Kiln.devices().map(\.device) {
+            let backend = try device.backend()
+            let q = try Tensor.normal([1, 8, 64, 16], seed: 1, on: backend).requiringGradient()
+            let k = try Tensor.normal([1, 2, 64, 16], seed: 2, on: backend).requiringGradient()
+            let v = try Tensor.normal([1, 2, 64, 16], seed: 3, on: backend).requiringGradient()
+            let attention = try scaledDotProductAttention(query: q, key: k, value: v, isCausal: true)
+            let y = try layerNorm(attention.output, normalizedShape: [16])
+            try (y * attention.output).mean().backward()
+            let gradient = try #require(q.gradient, "device \(device)")
+            #expect(gradient.shape == [1, 8, 64, 16])
+            #expect(k.gradient?.shape == [1, 2, 64, 16])
+            let values = try gradient.scalars()
+            #expect(values.allSatisfy { $0.isFinite })
+            #expect(values.contains { $0 != 0 })
+        }
+    }
 }

@@ -7,7 +7,7 @@ extension Tensor {
         let axes = try normalizedAxes(requested, op: name)
         let keptShape = shape.enumerated().map { axes.contains($0.offset) ? 1 : $0.element }
         let outShape = keepingDimensions ? keptShape : shape.enumerated().filter { !axes.contains($0.offset) }.map(\.element)
-        let contiguous = axes.isEmpty || axes.last! - axes.first! + 1 == axes.count
+        let contiguous = axes.last.map { $0 - axes[0] + 1 == axes.count } ?? true
         var source = self
         var (outer, n, inner) = (1, 1, 1)
         if contiguous, let first = axes.first, let last = axes.last {

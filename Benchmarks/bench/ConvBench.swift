@@ -4,8 +4,8 @@ import Foundation
 import Kiln
 
 /// `bench conv`: ResNet-style 3×3, pad-1 convolutions (batch 8) forward and backward on each backend,
-/// against raw `cblas_sgemm` on the equivalent GEMMs timed in the same run (round-robin): forward
-/// `[C_out × 9·C_in]·[9·C_in × N·H·W]`; backward the input-gradient GEMM `[9·C_in × C_out]·[C_out × N·H·W]`
+/// against raw multi-threaded `cblas_sgemm` on the equivalent GEMMs, timed in the same run (one block
+/// per row, see `timeInBlocks`): forward `[C_out × 9·C_in]·[9·C_in × N·H·W]`; backward the input-gradient GEMM `[9·C_in × C_out]·[C_out × N·H·W]`
 /// plus the weight-gradient GEMM `[C_out × N·H·W]·[N·H·W × 9·C_in]`.
 struct ConvBench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -55,18 +55,18 @@ struct ConvBench: ParsableCommand {
 
         var cases: [(name: String, pass: String, run: () throws -> Void)] = []
         cases.append(("openblas", "fwd", {
-            rawOut.withUnsafeMutableBufferPointer { out in
+            withOpenBLASThreads { rawOut.withUnsafeMutableBufferPointer { out in
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(c), Int32(cols), Int32(k), 1, w, Int32(k),
                             colData, Int32(cols), 0, out.baseAddress, Int32(cols))
-            }
+            } }
         }))
         cases.append(("openblas", "bwd", {
-            rawOut.withUnsafeMutableBufferPointer { out in
+            withOpenBLASThreads { rawOut.withUnsafeMutableBufferPointer { out in
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(k), Int32(cols), Int32(c), 1, w, Int32(k),
                             colData, Int32(cols), 0, out.baseAddress, Int32(cols))
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(c), Int32(k), Int32(cols), 1, colData,
                             Int32(cols), colData, Int32(cols), 0, out.baseAddress, Int32(k))
-            }
+            } }
         }))
         var forwardOut: [String: Tensor] = [:]
         var backwardOut: [String: Tensor] = [:]
@@ -83,11 +83,7 @@ struct ConvBench: ParsableCommand {
                 try backend.synchronize()
             }))
         }
-        var timings = [Timing](repeating: Timing(), count: cases.count)
-        for _ in 0..<2 { for c in cases { try c.run() } }  // warm-up: kernel builds, pools, OpenBLAS threads
-        for _ in 0..<common.iters {
-            for (i, c) in cases.enumerated() { try timings[i].measure { try c.run() } }
-        }
+        let timings = try timeInBlocks(cases.map(\.run), iterations: common.iters)
 
         // Errors against Float64 sums at 64 sampled positions: y for fwd, ∂L/∂x for bwd.
         let picks = (0..<64).map { ($0 * 7919) % (n * c * s * s) }

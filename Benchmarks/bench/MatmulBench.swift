@@ -3,8 +3,8 @@ import CBLAS
 import Foundation
 import Kiln
 
-/// `bench matmul`: C = A·B for n×n matrices on each backend, against raw `cblas_sgemm` timed in
-/// the same run (round-robin, so drift hits every row alike).
+/// `bench matmul`: C = A·B for n×n matrices on each backend, against raw multi-threaded
+/// `cblas_sgemm` timed in the same run (one block per row, see `timeInBlocks`).
 struct MatmulBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "matmul", abstract: "Square single-precision matmul against raw cblas_sgemm.")
@@ -30,9 +30,11 @@ struct MatmulBench: ParsableCommand {
 
         var cases: [(name: String, backend: (any Backend)?, run: () throws -> [Float]?)] = []
         cases.append(("openblas", nil, {
-            raw.withUnsafeMutableBufferPointer { c in
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, a, Int32(n),
-                            b, Int32(n), 0, c.baseAddress, Int32(n))
+            withOpenBLASThreads {
+                raw.withUnsafeMutableBufferPointer { c in
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, a, Int32(n),
+                                b, Int32(n), 0, c.baseAddress, Int32(n))
+                }
             }
             return nil
         }))
@@ -48,11 +50,7 @@ struct MatmulBench: ParsableCommand {
                 return nil
             }))
         }
-        var timings = [Timing](repeating: Timing(), count: cases.count)
-        for _ in 0..<2 { for c in cases { _ = try c.run() } }  // warm-up: kernel builds, pools, OpenBLAS threads
-        for _ in 0..<common.iters {
-            for (i, c) in cases.enumerated() { try timings[i].measure { _ = try c.run() } }
-        }
+        let timings = try timeInBlocks(cases.map { c in { _ = try c.run() } }, iterations: common.iters)
 
         // Error against a Float64 reference on 256 sampled entries.
         let picks = (0..<256).map { ($0 * 7919) % (n * n) }

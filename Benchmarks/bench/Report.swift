@@ -65,6 +65,29 @@ struct Timing {
     }
 }
 
+/// Times each case in its own block (two warm-up runs, then `iterations`), pausing between blocks
+/// so that OpenBLAS's thread pool, which spins for a while after a multi-threaded call, is idle
+/// again before the next case: side by side in one run, without one case slowing the next.
+func timeInBlocks(_ cases: [() throws -> Void], iterations: Int) throws -> [Timing] {
+    var timings: [Timing] = []
+    for run in cases {
+        var timing = Timing()
+        for _ in 0..<2 { try run() }
+        for _ in 0..<iterations { try timing.measure(run) }
+        timings.append(timing)
+        Thread.sleep(forTimeInterval: 0.3)
+    }
+    return timings
+}
+
+/// Runs `body` with OpenBLAS on every core (the raw baseline as a user of OpenBLAS gets it), then
+/// back to the one thread Kiln's CPU backend keeps it at.
+func withOpenBLASThreads<R>(_ body: () throws -> R) rethrows -> R {
+    openblas_set_num_threads(Int32(ProcessInfo.processInfo.activeProcessorCount))
+    defer { openblas_set_num_threads(1) }
+    return try body()
+}
+
 /// The machine header every report starts with.
 enum MachineHeader {
     /// CPU flags from /proc/cpuinfo.
@@ -83,7 +106,7 @@ enum MachineHeader {
         out.append("CPU: \(CPUBackend.cpuModel), \(cores) cores, Kiln SIMD kernels: \(CPUBackend.simdLevel)")
         let core = CPUBackend.openBLASCore
         let forced = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"]
-        out.append("OpenBLAS: core \(core), \(CPUBackend.openBLASThreads) threads"
+        out.append("OpenBLAS: core \(core), raw baselines on \(ProcessInfo.processInfo.activeProcessorCount) threads, one thread inside Kiln"
             + (forced.map { ", OPENBLAS_CORETYPE=\($0)" } ?? ""))
         if cpuFlags.contains("avx512f") && !avx512Cores.contains(core.lowercased()) {
             out.append("warning: the CPU has AVX-512 but OpenBLAS runs its \(core) kernels"

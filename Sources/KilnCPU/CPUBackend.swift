@@ -13,7 +13,11 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     /// Worker threads for Kiln's own parallel loops.
     let workerCount = Swift.max(1, ProcessInfo.processInfo.activeProcessorCount)
 
-    public init() {}
+    /// Sets OpenBLAS to one thread for the whole process: Kiln parallelises GEMMs (and everything
+    /// else) over its own workers, and OpenBLAS's idle pool spinning beside them halved their speed.
+    public init() {
+        openblas_set_num_threads(1)
+    }
 
     public var name: String { "cpu" }
 

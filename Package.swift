@@ -31,8 +31,10 @@ let package = Package(
                 path: "Sources/KilnCPU"),
         .target(name: "KilnOpenCL", dependencies: ["KilnCore", "COpenCL"],
                 path: "Sources/KilnOpenCL", plugins: ["EmbedKernels"]),
+        // Layers, activations, losses and initializers, written once over KilnCore.
+        .target(name: "KilnNN", dependencies: ["KilnCore"], path: "Sources/KilnNN"),
         // The umbrella: re-exports the modules above and selects devices.
-        .target(name: "Kiln", dependencies: ["KilnCore", "KilnCPU", "KilnOpenCL"],
+        .target(name: "Kiln", dependencies: ["KilnCore", "KilnNN", "KilnCPU", "KilnOpenCL"],
                 path: "Sources/Kiln"),
         .target(name: "KilnTestSupport", dependencies: ["Kiln"], path: "Sources/KilnTestSupport"),
 
@@ -48,5 +50,6 @@ let package = Package(
         .testTarget(name: "KilnOpenCLTests", dependencies: ["Kiln", "KilnOpenCL", "KilnTestSupport"],
                     path: "Tests/KilnOpenCLTests"),
         .testTarget(name: "PublicAPITests", dependencies: ["Kiln"], path: "Tests/PublicAPITests"),
+        .testTarget(name: "KilnNNTests", dependencies: ["Kiln", "KilnTestSupport"], path: "Tests/KilnNNTests"),
     ]
 )

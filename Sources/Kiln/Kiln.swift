@@ -1,4 +1,5 @@
 @_exported import KilnCore
+@_exported import KilnNN
 @_exported import KilnCPU
 @_exported import KilnOpenCL
 import Foundation

@@ -1,0 +1,80 @@
+import KilnCore
+
+/// A trainable tensor of a module: a leaf that requires a gradient, replaced (not mutated) by
+/// optimizer steps.
+public final class Parameter: @unchecked Sendable {
+    /// The current value, a leaf that accumulates its gradient in `backward()`.
+    public private(set) var value: Tensor
+
+    public init(_ initial: Tensor) {
+        value = initial.detached().requiringGradient()
+    }
+
+    /// The gradient accumulated since the last `zeroGradient()`.
+    public var gradient: Tensor? { value.gradient }
+
+    public var shape: [Int] { value.shape }
+
+    /// Replaces the value with `newValue` (same shape), as a fresh leaf.
+    /// - Throws: `TensorError.shapeMismatch` for another shape.
+    public func assign(_ newValue: Tensor) throws {
+        guard newValue.shape == value.shape else {
+            throw TensorError(.shapeMismatch, op: "Parameter.assign",
+                              "new value has shape \(newValue.shape), the parameter \(value.shape)")
+        }
+        value = newValue.detached().requiringGradient()
+    }
+
+    /// Forgets the accumulated gradient.
+    public func zeroGradient() { value.zeroGradient() }
+}
+
+/// A layer or model: parameters, child modules, a train/eval mode and a forward pass.
+///
+/// Parameter names are the checkpoint names: a child's parameters are prefixed with the child's
+/// name and a dot (`encoder.0.weight`), as PyTorch's `state_dict`. Layers import `KilnCore` only,
+/// never a backend module.
+public protocol Module: AnyObject {
+    /// This module's own parameters, by local name, in a fixed order.
+    var ownParameters: [(name: String, parameter: Parameter)] { get }
+    /// Child modules, by local name, in a fixed order.
+    var children: [(name: String, module: any Module)] { get }
+    /// Training (dropout active, batch statistics) or evaluation mode. Set it with `train(_:)`.
+    var isTraining: Bool { get set }
+    /// The forward pass.
+    func callAsFunction(_ input: Tensor) throws -> Tensor
+}
+
+extension Module {
+    public var ownParameters: [(name: String, parameter: Parameter)] { [] }
+    public var children: [(name: String, module: any Module)] { [] }
+
+    /// Every parameter of this module and its descendants, with dotted names.
+    public func namedParameters() -> [(name: String, parameter: Parameter)] {
+        var out = ownParameters
+        for (childName, child) in children {
+            out += child.namedParameters().map { ("\(childName).\($0.name)", $0.parameter) }
+        }
+        return out
+    }
+
+    /// Every parameter, in `namedParameters()` order.
+    public func parameters() -> [Parameter] { namedParameters().map(\.parameter) }
+
+    /// The number of scalar parameters.
+    public var parameterCount: Int { parameters().reduce(0) { $0 + $1.value.count } }
+
+    /// Sets training (true) or evaluation (false) mode on this module and its descendants.
+    public func train(_ mode: Bool = true) {
+        isTraining = mode
+        for (_, child) in children { child.train(mode) }
+    }
+
+    /// Evaluation mode: `train(false)`.
+    public func eval() { train(false) }
+
+    /// Forgets every parameter's accumulated gradient.
+    public func zeroGradients() {
+        for p in parameters() { p.zeroGradient() }
+    }
+}

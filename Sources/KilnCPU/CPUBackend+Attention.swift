@@ -57,7 +57,7 @@ extension CPUBackend: AttentionKernels {
         let group = d.heads / d.kvHeads
         let scoreScale = d.scale * Float(M_LOG2E)
 
-        runAttentionWorkers(workers) { worker in
+        runWorkers(workers) { worker in
             let s = scratch[worker].pointer
             let kT = s + bq * ld
             let rowMax = kT + transposedCount
@@ -174,7 +174,7 @@ extension CPUBackend: AttentionKernels {
         let group = d.heads / d.kvHeads
         let scoreScale = d.scale * Float(M_LOG2E)
 
-        runAttentionWorkers(workers) { worker in
+        runWorkers(workers) { worker in
             let p = scratch[worker].pointer
             let dp = p + tileSize
             let kT = dp + tileSize * (dropout ? 3 : 1)
@@ -234,23 +234,6 @@ extension CPUBackend: AttentionKernels {
                 }
             }
         }
-    }
-
-    /// Runs `body(worker)` for worker = 0 ..< workers on the backend's threads, with OpenBLAS at one
-    /// thread meanwhile (two application threads each driving a multi-threaded OpenBLAS run at less
-    /// than half speed); restores OpenBLAS's thread count afterwards.
-    func runAttentionWorkers(_ workers: Int, _ body: (Int) -> Void) {
-        if workers <= 1 {
-            body(0)
-            return
-        }
-        let saved = openblas_get_num_threads()
-        openblas_set_num_threads(1)
-        withoutActuallyEscaping(body) { escapable in
-            let task = UncheckedSendable(escapable)
-            DispatchQueue.concurrentPerform(iterations: workers) { task.value($0) }
-        }
-        openblas_set_num_threads(saved)
     }
 
     /// x[0 ..< count] = 0 on the worker threads.

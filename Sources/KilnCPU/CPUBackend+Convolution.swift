@@ -33,23 +33,6 @@ extension CPUBackend {
         return (d.outputPlane + tiles - 1) / tiles
     }
 
-    /// Runs `body(worker)` for `workers` workers with OpenBLAS at one thread meanwhile (two threads
-    /// each driving a multi-threaded OpenBLAS run at less than half speed); one worker runs inline
-    /// with OpenBLAS's own threads.
-    private func runConvolutionWorkers(_ workers: Int, _ body: (Int) -> Void) {
-        if workers <= 1 {
-            body(0)
-            return
-        }
-        let saved = openblas_get_num_threads()
-        openblas_set_num_threads(1)
-        withoutActuallyEscaping(body) { escapable in
-            let task = UncheckedSendable(escapable)
-            DispatchQueue.concurrentPerform(iterations: workers) { task.value($0) }
-        }
-        openblas_set_num_threads(saved)
-    }
-
     /// `ConvolutionKernels.convolution2DForward`: depthwise directly in C; otherwise (image, column tile)
     /// units over the workers, each an im2col tile (skipped for pointwise 1×1) and one sgemm per group,
     /// `Y_g[:, tile] = W_g · col` (`[Cog × Cig·kH·kW] · [Cig·kH·kW × T]`).
@@ -77,7 +60,7 @@ extension CPUBackend {
         let pointwise = d.isPointwise
         let scratch = pointwise ? nil : try allocator.allocate(count: workers * k * tile)
         let pcol = scratch?.pointer
-        runConvolutionWorkers(workers) { worker in
+        runWorkers(workers) { worker in
             let col = pcol.map { $0 + worker * k * tile }
             for u in stride(from: worker, to: units, by: workers) {
                 let n = u / tilesPerImage, p0 = (u % tilesPerImage) * tile
@@ -129,7 +112,7 @@ extension CPUBackend {
         let pointwise = d.isPointwise
         let scratch = pointwise ? nil : try allocator.allocate(count: workers * k * tile)
         let pcol = scratch?.pointer
-        runConvolutionWorkers(workers) { worker in
+        runWorkers(workers) { worker in
             let col = pcol.map { $0 + worker * k * tile }
             for n in stride(from: worker, to: d.batch, by: workers) {
                 for g in 0..<d.groups {
@@ -183,7 +166,7 @@ extension CPUBackend {
         let scratch = try allocator.allocate(count: workers * (pointwise ? 0 : k * tile) + (workers - 1) * weights)
         let pcol = pointwise ? nil : scratch.pointer
         let paccumulators = scratch.pointer + (pointwise ? 0 : workers * k * tile)
-        runConvolutionWorkers(workers) { worker in
+        runWorkers(workers) { worker in
             let col = pcol.map { $0 + worker * k * tile }
             let dw = worker == 0 ? pdw : paccumulators + (worker - 1) * weights
             dw.update(repeating: 0, count: weights)

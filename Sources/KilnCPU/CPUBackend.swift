@@ -50,9 +50,8 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         Int(kiln_cpu_set_isa(Int32(level)))
     }
 
-    /// OpenBLAS's kernel core ("Cooperlake", "Haswell", …) and thread count.
+    /// OpenBLAS's kernel core ("Cooperlake", "Haswell", …).
     public static var openBLASCore: String { String(cString: openblas_get_corename()) }
-    public static var openBLASThreads: Int { Int(openblas_get_num_threads()) }
 
     public func synchronize() throws {}
 
@@ -86,6 +85,19 @@ public final class CPUBackend: Backend, @unchecked Sendable {
             throw BackendError(.unsupported, context: context, "buffer belongs to another backend")
         }
         return b
+    }
+
+    /// Runs `body(worker)` for worker = 0 ..< workers on Kiln's threads (inline for one worker).
+    /// OpenBLAS stays at one thread inside them (see `init`).
+    func runWorkers(_ workers: Int, _ body: (Int) -> Void) {
+        if workers <= 1 {
+            body(0)
+            return
+        }
+        withoutActuallyEscaping(body) { escapable in
+            let task = UncheckedSendable(escapable)
+            DispatchQueue.concurrentPerform(iterations: workers) { task.value($0) }
+        }
     }
 
     /// Runs `body(range)` over `[0, count)` in chunks on the worker threads when the work is large.

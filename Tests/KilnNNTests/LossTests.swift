@@ -203,7 +203,7 @@ let lossCases: [LossCase] = {
 @Suite("Losses")
 struct LossTests {
     @Test("every loss matches its Float64 oracle for each reduction, and its gradient",
-          arguments: TestBackend.all, lossCases)
+          arguments: TestBackend.all, lossCases + moreLossCases)
     func oracle(backend: TestBackend, c: LossCase) throws {
         let b = backend.backend
         let tensors = try c.inputs.map { try Tensor($0.values, shape: $0.shape, on: b) }

@@ -2,8 +2,9 @@
 //
 // Op codes match KilnCore's ReduceOp: 0 sum, 1 mean, 2 max, 3 min, 4 argmax, 5 argmin,
 // 6 variance (two-pass, divisor max(0, n - correction)), 7 logsumexp (m + log Σ e^(x - m)).
-// Sums are compensated (Kahan), so long rows keep Float32 accuracy. max/min propagate NaN;
-// argmax/argmin return the first extreme index as a float, a NaN counting as the extreme.
+// Sums are compensated (Kahan), so long rows keep Float32 accuracy; the compensation stops once the
+// running sum is infinite, so ±inf terms give ±inf (+inf with -inf gives NaN), as a plain sum does.
+// max/min propagate NaN; argmax/argmin return the first extreme index as a float, a NaN counting as the extreme.
 // Empty rows (n == 0): sum 0, mean NaN, max -inf, min +inf, arg 0, variance NaN, logsumexp -inf.
 // Global size: outer·inner work-items, each reducing one slice.
 
@@ -15,7 +16,7 @@ float kahan_sum(__global const float *x, const long base, const int n, const int
     for (int j = 0; j < n; ++j) {
         const float y = AT(j) - carry;
         const float t = sum + y;
-        carry = (t - sum) - y;
+        carry = isfinite(t) ? (t - sum) - y : 0.0f;  // an infinite sum stays infinite, not NaN
         sum = t;
     }
     return sum;
@@ -61,7 +62,7 @@ __kernel void reduce_f32(__global const float *x, __global float *out, const int
             const float d = AT(j) - mean;
             const float y = d * d - carry;
             const float t = sum + y;
-            carry = (t - sum) - y;
+            carry = isfinite(t) ? (t - sum) - y : 0.0f;  // an infinite sum stays infinite, not NaN
             sum = t;
         }
         result = sum / fmax((float)n - correction, 0.0f);  // divisor max(0, n - c), as torch.var
@@ -75,7 +76,7 @@ __kernel void reduce_f32(__global const float *x, __global float *out, const int
         for (int j = 0; j < n; ++j) {
             const float y = exp(AT(j) - m) - carry;
             const float t = sum + y;
-            carry = (t - sum) - y;
+            carry = isfinite(t) ? (t - sum) - y : 0.0f;  // an infinite sum stays infinite, not NaN
             sum = t;
         }
         result = m + log(sum);

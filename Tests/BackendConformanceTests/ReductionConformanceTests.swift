@@ -119,4 +119,14 @@ struct ReductionConformanceTests {
         #expect(intact2)
         #expect(sums.count == 3)
     }
+
+    @Test("sums with infinities: +inf stays +inf, +inf − inf is NaN", arguments: TestBackend.all)
+    func infiniteSums(_ tb: TestBackend) throws {
+        let x = try Tensor([.infinity, 1, 2, 3, -.infinity, 5, 1, 2], shape: [2, 4], on: tb.backend)
+        let sums = try x.sum(alongAxes: [1]).scalars()
+        #expect(sums[0] == .infinity && sums[1] == -.infinity, "\(tb): \(sums)")
+        #expect(try x.mean(alongAxes: [1]).scalars()[0] == .infinity)
+        #expect(try x.sum().item().isNaN)
+        #expect(try x.logSumExp(alongAxes: [1]).scalars()[0] == .infinity)
+    }
 }

@@ -70,7 +70,6 @@ public func ctcLoss(logProbabilities: Tensor, targets: Tensor, inputLengths: [In
 
     let backend = logProbabilities.backend
     var losses = [Tensor]()
-    var anyInfinite = false
     for n in 0..<batch {
         let y = labels[n]
         let length = inputLengths[n]
@@ -78,7 +77,6 @@ public func ctcLoss(logProbabilities: Tensor, targets: Tensor, inputLengths: [In
         let loss: Tensor
         if y.count + repeats > length {
             // No alignment of length Tₙ collapses to yₙ.
-            anyInfinite = anyInfinite || !zeroInfinity
             loss = try Tensor.full([], value: zeroInfinity ? 0 : .infinity, on: backend)
         } else if length == 0 {
             // Tₙ = Sₙ = 0: the empty path has probability 1.
@@ -95,10 +93,6 @@ public func ctcLoss(logProbabilities: Tensor, targets: Tensor, inputLengths: [In
         }
     }
     let all: Tensor = try Tensor.stacked(losses, axis: 0)
-    if anyInfinite && reduction != .none {
-        // The reduced loss is +∞ (set on the host: a device sum of +∞ and finite terms need not be).
-        return try Tensor.full([], value: .infinity, on: backend)
-    }
     return try LossSupport.reduce(all, reduction)
 }
 

@@ -197,6 +197,28 @@ struct AttentionConformanceTests {
         #expect(Swift.abs(Double(keep) / Double(64 * 200) - 0.6) < 0.02)
     }
 
+    @Test("empty sequences: zero output, −∞ logsumexp and zero gradients", arguments: TestBackend.all)
+    func emptySequences(_ tb: TestBackend) throws {
+        for (seqQ, seqK) in [(5, 0), (0, 7)] {
+            let q = try Tensor(testValues(2 * seqQ * 8, seed: 1), shape: [1, 2, seqQ, 8], on: tb.backend)
+            let k = try Tensor(testValues(2 * seqK * 8, seed: 2), shape: [1, 2, seqK, 8], on: tb.backend)
+            let v = try Tensor(testValues(2 * seqK * 8, seed: 3), shape: [1, 2, seqK, 8], on: tb.backend)
+            let r = try scaledDotProductAttention(query: q, key: k, value: v, implementation: .flash)
+            #expect(try r.output.scalars().allSatisfy { $0 == 0 }, "\(tb) Lq\(seqQ) Lk\(seqK)")
+            #expect(try r.logSumExp.scalars().allSatisfy { $0 == -.infinity })
+            // Leave NaN-filled buffers in the pool, so gradient elements left unwritten would show.
+            var garbage = try (0..<6).map { _ in try Tensor.full([100], value: .nan, on: tb.backend) }
+            garbage += try (0..<6).map { _ in try Tensor.full([10], value: .nan, on: tb.backend) }
+            garbage.removeAll()
+            let g = try scaledDotProductAttentionBackward(
+                query: q, key: k, value: v, output: r.output, logSumExp: r.logSumExp,
+                outputGradient: Tensor.ones(r.output.shape, on: tb.backend), implementation: .flash)
+            for t in [g.query, g.key, g.value] {
+                #expect(try t.scalars().allSatisfy { $0 == 0 }, "\(tb) Lq\(seqQ) Lk\(seqK): \(t.shape)")
+            }
+        }
+    }
+
     @Test("invalid arguments throw typed errors")
     func errors() throws {
         let b = CPUBackend.shared

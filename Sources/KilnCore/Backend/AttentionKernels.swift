@@ -23,7 +23,8 @@ public protocol AttentionKernels {
     /// `output`). Recomputes the probabilities block by block:
     /// `D_i = Σ_c dO_ic·O_ic`, `dP_ij = keep_ij/(1 − p)·dO_i·v_j`, `dS_ij = p_ij·(dP_ij − D_i)`,
     /// `dQ_i = scale·Σ_j dS_ij k_j`, `dK_j = scale·Σ_i dS_ij q_i`, `dV_j = Σ_i p_ij keep_ij/(1 − p) dO_i`
-    /// (summed over the query heads that share a key/value head).
+    /// (summed over the query heads that share a key/value head). Every element of the three
+    /// gradients is written, zeros included (e.g. when seqQ or seqK is 0).
     func attentionBackward(_ descriptor: AttentionDescriptor, query: any BackendBuffer, key: any BackendBuffer,
                            value: any BackendBuffer, mask: (any BackendBuffer)?, output: any BackendBuffer,
                            logSumExp: any BackendBuffer, outputGradient: any BackendBuffer,

@@ -20,12 +20,6 @@ public protocol Backend: MemoryKernels, GEMMKernels, ElementwiseKernels, Reducti
     func synchronize() throws
 }
 
-extension Backend {
-    /// True when both values are the same backend instance.
-    @inlinable
-    public func isSame(as other: any Backend) -> Bool { self === other }
-}
-
 /// The size classes backends pool buffers by: powers of two up to 4 Mi elements, then multiples
 /// of 1 Mi elements, so a freed buffer serves later requests of similar size.
 public enum BufferSizeClass {

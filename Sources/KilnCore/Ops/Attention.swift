@@ -124,10 +124,11 @@ public func scaledDotProductAttentionBackward(query: Tensor, key: Tensor, value:
     }
     let backend = query.backend
     if plan.usesFlash(implementation) {
-        let dq = try Tensor.zeros(query.shape, on: backend)
-        let dk = try Tensor.zeros(key.shape, on: backend)
-        let dv = try Tensor.zeros(value.shape, on: backend)
-        if d.batch * d.heads * d.seqQ * d.seqK > 0 {
+        // The kernels write every gradient element (zeros where nothing attends), so no fill here.
+        let dq = try Tensor.empty(query.shape, on: backend)
+        let dk = try Tensor.empty(key.shape, on: backend)
+        let dv = try Tensor.empty(value.shape, on: backend)
+        if dq.count + dk.count + dv.count > 0 {
             try backend.attentionBackward(
                 d, query: query.storage.buffer, key: key.storage.buffer, value: value.storage.buffer,
                 mask: plan.mask?.storage.buffer, output: output.storage.buffer, logSumExp: logSumExp.storage.buffer,

@@ -15,15 +15,22 @@ public final class Parameter: @unchecked Sendable {
 
     public var shape: [Int] { value.shape }
 
-    /// Replaces the value with `newValue` (same shape), as a fresh leaf.
+    /// Replaces the value with `newValue` (same shape), as a fresh leaf. With `keepingGradient`
+    /// the accumulated gradient carries over (optimizer steps do this, as PyTorch keeps `.grad`).
     /// - Throws: `TensorError.shapeMismatch` for another shape.
-    public func assign(_ newValue: Tensor) throws {
+    public func assign(_ newValue: Tensor, keepingGradient: Bool = false) throws {
         guard newValue.shape == value.shape else {
             throw TensorError(.shapeMismatch, op: "Parameter.assign",
                               "new value has shape \(newValue.shape), the parameter \(value.shape)")
         }
+        let kept = keepingGradient ? value.gradient : nil
         value = newValue.detached().requiringGradient()
+        if let kept { try value.setGradient(kept) }
     }
+
+    /// Replaces the accumulated gradient (nil clears it), e.g. after clipping.
+    /// - Throws: `TensorError` for a gradient of another shape or backend.
+    public func setGradient(_ gradient: Tensor?) throws { try value.setGradient(gradient) }
 
     /// Forgets the accumulated gradient.
     public func zeroGradient() { value.zeroGradient() }

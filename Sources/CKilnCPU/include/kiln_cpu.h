@@ -14,6 +14,7 @@
 
 #include "kiln_attention.h"
 #include "kiln_normalization.h"
+#include "kiln_optimizer.h"
 #include "kiln_convolution.h"
 
 #ifdef __cplusplus

@@ -10,7 +10,8 @@ public protocol BackendBuffer: AnyObject, Sendable {
 /// contract: contiguous Float32 buffers, explicit sizes, arguments already validated by the
 /// public ops in KilnCore. Work may be asynchronous; reading values back waits for it.
 public protocol Backend: MemoryKernels, GEMMKernels, ElementwiseKernels, ReductionKernels,
-    SoftmaxKernels, RandomKernels, NormalizationKernels, AttentionKernels, ConvolutionKernels, PoolingKernels, AnyObject, Sendable
+    SoftmaxKernels, RandomKernels, NormalizationKernels, AttentionKernels, ConvolutionKernels, PoolingKernels,
+    OptimizerKernels, AnyObject, Sendable
 {
     /// A short name for messages and bench headers, e.g. `cpu` or `opencl:0`.
     var name: String { get }

@@ -34,10 +34,11 @@ public protocol Optimizer: AnyObject {
     func stateDictionary() throws -> OptimizerState
     /// Restores a state from `stateDictionary()`. Validates everything before changing anything.
     func loadStateDictionary(_ state: OptimizerState) throws
+    /// Forgets every parameter's accumulated gradient (`GradientAccumulation` defers this).
+    func zeroGradients()
 }
 
 extension Optimizer {
-    /// Forgets every parameter's accumulated gradient.
     public func zeroGradients() {
         for p in parameters { p.zeroGradient() }
     }

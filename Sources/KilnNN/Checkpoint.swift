@@ -55,10 +55,8 @@ public enum Checkpoint {
         func isOptimizerEntry(_ name: String) -> Bool { name.hasPrefix(optimizerPrefix) && !modelNames.contains(name) }
 
         let modelArrays = arrays.filter { !isOptimizerEntry($0.key) }
-        let prepared = try model.prepareStateLoad(shapes: modelArrays.mapValues(\.shape), strict: true, context: context) {
-            name, backend in
-            let array = modelArrays[name]!
-            return try Tensor(array.scalars, shape: array.shape, on: backend)
+        let prepared = try model.prepareStateLoad(modelArrays, shape: \.shape, strict: true, context: context) {
+            array, backend in try Tensor(array.scalars, shape: array.shape, on: backend)
         }
         if let optimizer {
             let state = try optimizerState(arrays.filter { isOptimizerEntry($0.key) }, metadata, for: optimizer,

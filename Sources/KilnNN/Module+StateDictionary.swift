@@ -30,17 +30,18 @@ extension Module {
     @discardableResult
     public func loadStateDictionary(_ state: [String: Tensor], strict: Bool = true) throws
         -> (missing: [String], unexpected: [String]) {
-        let load = try prepareStateLoad(shapes: state.mapValues(\.shape), strict: strict, context: "loadStateDictionary") {
-            name, backend in try state[name]!.to(backend).detached()
+        let load = try prepareStateLoad(state, shape: \.shape, strict: strict, context: "loadStateDictionary") {
+            tensor, backend in try tensor.to(backend).detached()
         }
         try load.commit()
         return (load.missing, load.unexpected)
     }
 
     /// Checks a state (its names and shapes) against this model and makes every new value on the
-    /// backend it belongs to, through `value(name, backend)`; nothing changes until `commit` runs.
-    func prepareStateLoad(shapes: [String: [Int]], strict: Bool, context: String,
-                          value: (String, any Backend) throws -> Tensor) throws -> PreparedStateLoad {
+    /// backend it belongs to, through `makeTensor(entry, backend)`; nothing changes until `commit` runs.
+    func prepareStateLoad<Entry>(_ entries: [String: Entry], shape: (Entry) -> [Int], strict: Bool, context: String,
+                                 makeTensor: (Entry, any Backend) throws -> Tensor) throws -> PreparedStateLoad {
+        let shapes = entries.mapValues(shape)
         var parameters: [String: Parameter] = [:]
         for (name, parameter) in namedParameters() {
             guard parameters.updateValue(parameter, forKey: name) == nil else { throw duplicateEntry(name) }
@@ -69,13 +70,19 @@ extension Module {
             throw CheckpointError(.shapeMismatch, context: context, mismatched.joined(separator: "; "))
         }
         var steps: [() throws -> Void] = []
-        for (name, parameter) in parameters where shapes[name] != nil {
-            let newValue = try value(name, parameter.value.backend)
+        for (name, parameter) in parameters {
+            guard let entry = entries[name] else { continue }
+            let newValue = try makeTensor(entry, parameter.value.backend)
             steps.append { try parameter.assign(newValue) }
         }
-        for (name, slot) in buffers where shapes[name] != nil {
-            let store = try slot.module.prepareBufferAssignment(slot.localName, to: try value(name, slot.tensor.backend))
-            steps.append(store)
+        for (name, slot) in buffers {
+            guard let entry = entries[name] else { continue }
+            let newValue = try makeTensor(entry, slot.tensor.backend)
+            do {
+                steps.append(try slot.module.prepareBufferAssignment(slot.localName, to: newValue))
+            } catch let error as CheckpointError {
+                throw CheckpointError(error.kind, context: context, "'\(name)': \(error.description)")
+            }
         }
         return PreparedStateLoad(missing: strict ? [] : missing, unexpected: strict ? [] : unexpected) {
             for step in steps { try step() }

@@ -57,7 +57,7 @@ public enum SafeTensors {
     ///   that does not fit the shape, or a header over `maximumHeaderSize`.
     public static func encode(_ arrays: [String: HostArray], metadata: [String: String] = [:]) throws -> [UInt8] {
         let context = "SafeTensors.encode"
-        let names = arrays.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        let sorted = arrays.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
         var header = "{"
         var members: [String] = []
         if !metadata.isEmpty {
@@ -66,11 +66,10 @@ public enum SafeTensors {
             members.append(JSONWriter.quoted(metadataKey) + ":{" + pairs.joined(separator: ",") + "}")
         }
         var offset = 0
-        for name in names {
+        for (name, array) in sorted {
             guard name != metadataKey else {
                 throw CheckpointError(.invalidArgument, context: context, "'\(metadataKey)' is reserved for the metadata, not a tensor name")
             }
-            let array = arrays[name]!
             guard array.shape.allSatisfy({ $0 >= 0 }), array.shape.reduce(1, *) == array.scalars.count else {
                 throw CheckpointError(.invalidArgument, context: context,
                                       "tensor '\(name)': shape \(array.shape) does not hold \(array.scalars.count) values")
@@ -91,10 +90,12 @@ public enum SafeTensors {
         out.reserveCapacity(8 + headerBytes.count + offset)
         withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { out += $0 }
         out += headerBytes
-        for name in names {
-            for value in arrays[name]!.scalars {
-                withUnsafeBytes(of: value.bitPattern.littleEndian) { out += $0 }
-            }
+        for (_, array) in sorted {
+            #if _endian(little)
+            array.scalars.withUnsafeBytes { out += $0 }
+            #else
+            for value in array.scalars { withUnsafeBytes(of: value.bitPattern.littleEndian) { out += $0 } }
+            #endif
         }
         return out
     }

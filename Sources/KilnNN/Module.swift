@@ -46,6 +46,14 @@ public protocol Module: AnyObject {
     var ownParameters: [(name: String, parameter: Parameter)] { get }
     /// Child modules, by local name, in a fixed order.
     var children: [(name: String, module: any Module)] { get }
+    /// This module's own buffers: non-parameter state that checkpoints save (running statistics),
+    /// by local name (PyTorch's: `running_mean`), in a fixed order. Default: none.
+    var ownBuffers: [(name: String, tensor: Tensor)] { get throws }
+    /// Checks `value` as the new value of own buffer `name` and returns the closure that stores it.
+    /// State loaders call this for every buffer before they run any closure, so a throw here leaves
+    /// the module unchanged. The caller has checked the name and shape and copied `value` to the
+    /// backend of the current buffer. Default: throws (a module without buffers).
+    func prepareBufferAssignment(_ name: String, to value: Tensor) throws -> () -> Void
     /// Training (dropout active, batch statistics) or evaluation mode. Set it with `train(_:)`.
     var isTraining: Bool { get set }
     /// The forward pass.
@@ -55,12 +63,26 @@ public protocol Module: AnyObject {
 extension Module {
     public var ownParameters: [(name: String, parameter: Parameter)] { [] }
     public var children: [(name: String, module: any Module)] { [] }
+    public var ownBuffers: [(name: String, tensor: Tensor)] { [] }
+
+    public func prepareBufferAssignment(_ name: String, to value: Tensor) throws -> () -> Void {
+        throw CheckpointError(.unexpectedTensor, context: "\(type(of: self))", "has no buffer named '\(name)'")
+    }
 
     /// Every parameter of this module and its descendants, with dotted names.
     public func namedParameters() -> [(name: String, parameter: Parameter)] {
         var out = ownParameters
         for (childName, child) in children {
             out += child.namedParameters().map { ("\(childName).\($0.name)", $0.parameter) }
+        }
+        return out
+    }
+
+    /// Every buffer of this module and its descendants, with dotted names (`1.running_mean`).
+    public func namedBuffers() throws -> [(name: String, tensor: Tensor)] {
+        var out = try ownBuffers
+        for (childName, child) in children {
+            out += try child.namedBuffers().map { ("\(childName).\($0.name)", $0.tensor) }
         }
         return out
     }

@@ -1,5 +1,14 @@
 import KilnCore
 
+/// A `num_batches_tracked` value as a step count: a non-negative integer.
+private func batchCount(_ value: Tensor, layer: String) throws -> Int {
+    let v = try value.item()
+    guard v.isFinite, v >= 0, v.rounded() == v else {
+        throw CheckpointError(.invalidArgument, context: layer, "num_batches_tracked must be a non-negative integer, got \(v)")
+    }
+    return Int(v)
+}
+
 /// Validates eps and momentum of a normalization layer.
 private func checkNorm(eps: Float, momentum: Float? = nil, layer: String) throws {
     guard eps.isFinite, eps >= 0 else {
@@ -36,6 +45,26 @@ private struct BatchNormCore {
 
     var parameters: [(name: String, parameter: Parameter)] {
         (weight.map { [("weight", $0)] } ?? []) + (bias.map { [("bias", $0)] } ?? [])
+    }
+
+    /// PyTorch's buffers, with running statistics: `running_mean`, `running_var`, and
+    /// `num_batches_tracked` as a Float32 scalar (shape `[]`, exact up to 2²⁴ steps).
+    func buffers() throws -> [(name: String, tensor: Tensor)] {
+        guard let mean = runningMean, let variance = runningVariance else { return [] }
+        return [("running_mean", mean), ("running_var", variance),
+                ("num_batches_tracked", try Tensor(scalar: Float(batchesTracked), on: mean.backend))]
+    }
+
+    /// Checks a buffer value (name and shape already checked by the loader) and returns its update.
+    func bufferUpdate(_ name: String, _ value: Tensor, layer: String) throws -> (inout BatchNormCore) -> Void {
+        switch name {
+        case "running_mean" where runningMean != nil: return { $0.runningMean = value.detached() }
+        case "running_var" where runningVariance != nil: return { $0.runningVariance = value.detached() }
+        case "num_batches_tracked" where runningMean != nil:
+            let count = try batchCount(value, layer: layer)
+            return { $0.batchesTracked = count }
+        default: throw CheckpointError(.unexpectedTensor, context: layer, "has no buffer named '\(name)'")
+        }
     }
 
     mutating func forward(_ input: Tensor, training: Bool, ranks: [Int], layer: String) throws -> Tensor {
@@ -84,6 +113,14 @@ public final class BatchNorm1d: Module {
 
     public var ownParameters: [(name: String, parameter: Parameter)] { core.parameters }
 
+    /// `running_mean`, `running_var`, `num_batches_tracked` (a Float32 scalar), with running statistics.
+    public var ownBuffers: [(name: String, tensor: Tensor)] { get throws { try core.buffers() } }
+
+    public func prepareBufferAssignment(_ name: String, to value: Tensor) throws -> () -> Void {
+        let update = try core.bufferUpdate(name, value, layer: "BatchNorm1d")
+        return { update(&self.core) }
+    }
+
     public func callAsFunction(_ input: Tensor) throws -> Tensor {
         try core.forward(input, training: isTraining, ranks: [2, 3], layer: "BatchNorm1d")
     }
@@ -111,6 +148,14 @@ public final class BatchNorm2d: Module {
     }
 
     public var ownParameters: [(name: String, parameter: Parameter)] { core.parameters }
+
+    /// `running_mean`, `running_var`, `num_batches_tracked` (a Float32 scalar), with running statistics.
+    public var ownBuffers: [(name: String, tensor: Tensor)] { get throws { try core.buffers() } }
+
+    public func prepareBufferAssignment(_ name: String, to value: Tensor) throws -> () -> Void {
+        let update = try core.bufferUpdate(name, value, layer: "BatchNorm2d")
+        return { update(&self.core) }
+    }
 
     public func callAsFunction(_ input: Tensor) throws -> Tensor {
         try core.forward(input, training: isTraining, ranks: [4], layer: "BatchNorm2d")
@@ -231,6 +276,9 @@ public final class InstanceNorm: Module {
     public private(set) var runningMean: Tensor?
     /// The `running_var` buffer `[C]`, with `trackRunningStatistics`.
     public private(set) var runningVariance: Tensor?
+    /// The `num_batches_tracked` buffer, with `trackRunningStatistics`: kept for PyTorch's state
+    /// dictionaries and, as in PyTorch, never incremented by the forward pass.
+    public private(set) var batchesTracked = 0
 
     /// - Throws: `TensorError` naming `InstanceNorm` for features < 1, a bad eps or momentum.
     public init(features: Int, eps: Float = 1e-5, momentum: Float = 0.1, affine: Bool = false,
@@ -248,6 +296,26 @@ public final class InstanceNorm: Module {
 
     public var ownParameters: [(name: String, parameter: Parameter)] {
         (weight.map { [("weight", $0)] } ?? []) + (bias.map { [("bias", $0)] } ?? [])
+    }
+
+    /// `running_mean`, `running_var`, `num_batches_tracked` (a Float32 scalar), with running statistics.
+    public var ownBuffers: [(name: String, tensor: Tensor)] {
+        get throws {
+            guard let mean = runningMean, let variance = runningVariance else { return [] }
+            return [("running_mean", mean), ("running_var", variance),
+                    ("num_batches_tracked", try Tensor(scalar: Float(batchesTracked), on: mean.backend))]
+        }
+    }
+
+    public func prepareBufferAssignment(_ name: String, to value: Tensor) throws -> () -> Void {
+        switch name {
+        case "running_mean" where runningMean != nil: return { self.runningMean = value.detached() }
+        case "running_var" where runningVariance != nil: return { self.runningVariance = value.detached() }
+        case "num_batches_tracked" where runningMean != nil:
+            let count = try batchCount(value, layer: "InstanceNorm")
+            return { self.batchesTracked = count }
+        default: throw CheckpointError(.unexpectedTensor, context: "InstanceNorm", "has no buffer named '\(name)'")
+        }
     }
 
     public func callAsFunction(_ input: Tensor) throws -> Tensor {

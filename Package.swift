@@ -33,8 +33,10 @@ let package = Package(
                 path: "Sources/KilnOpenCL", plugins: ["EmbedKernels"]),
         // Layers, activations, losses and initializers, written once over KilnCore.
         .target(name: "KilnNN", dependencies: ["KilnCore"], path: "Sources/KilnNN"),
+        // Data sets and batching: gzip/DEFLATE and IDX readers, Fashion-MNIST, DataLoader.
+        .target(name: "KilnData", dependencies: ["KilnCore"], path: "Sources/KilnData"),
         // The umbrella: re-exports the modules above and selects devices.
-        .target(name: "Kiln", dependencies: ["KilnCore", "KilnNN", "KilnCPU", "KilnOpenCL"],
+        .target(name: "Kiln", dependencies: ["KilnCore", "KilnNN", "KilnData", "KilnCPU", "KilnOpenCL"],
                 path: "Sources/Kiln"),
         .target(name: "KilnTestSupport", dependencies: ["Kiln"], path: "Sources/KilnTestSupport"),
 
@@ -51,5 +53,6 @@ let package = Package(
                     path: "Tests/KilnOpenCLTests"),
         .testTarget(name: "PublicAPITests", dependencies: ["Kiln"], path: "Tests/PublicAPITests"),
         .testTarget(name: "KilnNNTests", dependencies: ["Kiln", "KilnTestSupport"], path: "Tests/KilnNNTests"),
+        .testTarget(name: "KilnDataTests", dependencies: ["Kiln", "KilnTestSupport"], path: "Tests/KilnDataTests"),
     ]
 )

@@ -1,5 +1,6 @@
 @_exported import KilnCore
 @_exported import KilnNN
+@_exported import KilnData
 @_exported import KilnCPU
 @_exported import KilnOpenCL
 import Foundation

@@ -1,0 +1,126 @@
+import ArgumentParser
+import Foundation
+import Kiln
+
+/// `bench train --dataset fashion-mnist`: trains seed 003's CNN pattern
+/// ([conv 3×3 → ReLU → max-pool 2]×2 → linear → ReLU → linear) with Adam on Fashion-MNIST, with
+/// progress, per-epoch test accuracy, a final confusion matrix, and a checkpoint that is
+/// reloaded and re-evaluated.
+struct TrainBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train seed 003's CNN on Fashion-MNIST with Adam; report accuracy, images/s and a confusion matrix.")
+
+    @Option(help: "Data set: fashion-mnist.")
+    var dataset: String = "fashion-mnist"
+    @Option(help: "Which backend trains: cpu, opencl or all (one run after the other).")
+    var backend: BackendChoice = .cpu
+    @Option(help: "OpenCL device index.")
+    var device: Int = 0
+    @Option(help: "Epochs.")
+    var epochs: Int = 5
+    @Option(name: .customLong("batch-size"), help: "Mini-batch size.")
+    var batchSize: Int = 64
+    @Option(help: "Adam learning rate.")
+    var lr: Double = 1e-3
+    @Option(help: "Convolution channels per block, comma-separated.")
+    var channels: String = "16,32"
+    @Option(help: "Hidden units of the first linear layer.")
+    var hidden: Int = 128
+    @Option(help: "Seed for initialisation and shuffling.")
+    var seed: UInt64 = 0
+    @Option(help: "Use only the first N training images (default: all 60,000).")
+    var limit: Int?
+    @Option(name: .customLong("test-limit"), help: "Use only the first N test images (default: all 10,000).")
+    var testLimit: Int?
+    @Option(help: "Directory of the IDX files.")
+    var data: String = FashionMNIST.defaultDirectory.path
+    @Option(help: "Checkpoint path (safetensors); '{backend}' is replaced by the backend name.")
+    var checkpoint: String = ".build/kiln-fashion-mnist-{backend}.safetensors"
+
+    func validate() throws {
+        guard dataset == "fashion-mnist" else {
+            throw ValidationError("unknown --dataset '\(dataset)'; available: fashion-mnist")
+        }
+        guard epochs > 0, batchSize > 0, hidden > 0 else { throw ValidationError("--epochs, --batch-size and --hidden must be positive") }
+        guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a positive number, got \(lr)") }
+        guard !channelList.isEmpty, channelList.allSatisfy({ $0 > 0 }) else {
+            throw ValidationError("--channels needs positive integers like 16,32, got '\(channels)'")
+        }
+        if let limit, limit <= 0 { throw ValidationError("--limit must be positive") }
+        if let testLimit, testLimit <= 0 { throw ValidationError("--test-limit must be positive") }
+    }
+
+    var channelList: [Int] { channels.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+
+    func run() throws {
+        let directory = URL(fileURLWithPath: data, isDirectory: true)
+        let loadStart = Date()
+        let train = try FashionMNIST(split: .train, directory: directory, limit: limit, normalization: FashionMNIST.normalization)
+        let test = try FashionMNIST(split: .test, directory: directory, limit: testLimit, normalization: FashionMNIST.normalization)
+        let cl = backend != .cpu ? try openCLBackend(device) : nil
+        var backends: [(String, any Backend)] = []
+        if backend != .opencl { backends.append(("cpu", CPUBackend.shared)) }
+        if let cl { backends.append(("opencl", cl)) }
+        for line in MachineHeader.lines(openCL: cl) { print(line) }
+        print(String(format: "fashion-mnist: %d train / %d test images loaded in %.2f s from %@",
+                     train.count, test.count, Date().timeIntervalSince(loadStart), directory.path))
+        var summaries: [String] = []
+        for (name, b) in backends {
+            summaries.append(try trainModel(on: b, name: name, train: train, test: test))
+        }
+        print("\nsummary")
+        for s in summaries { print(s) }
+    }
+
+    /// Trains one model on `backend` and returns its summary line.
+    func trainModel(on backend: any Backend, name: String, train: FashionMNIST, test: FashionMNIST) throws -> String {
+        let model = try convolutionalClassifier(inputChannels: 1, imageSize: (28, 28), channels: channelList, hidden: hidden,
+                                                classes: 10, seed: seed, on: backend)
+        let optimizer = try Adam(model.parameters(), learningRate: lr)
+        let trainLoader = try DataLoader(train, batchSize: batchSize, shuffle: true, seed: seed, on: backend)
+        let testLoader = try DataLoader(test, batchSize: 500, on: backend)
+        print("\n[\(name)] \(backend.deviceName): CNN channels \(channelList), hidden \(hidden), \(model.parameterCount) parameters; Adam lr \(lr), batch \(batchSize), \(epochs) epoch(s)")
+        let interactive = isatty(1) != 0
+        var epochSeconds: [Double] = []
+        for epoch in 0..<epochs {
+            var lastPrint = Date.distantPast
+            let s = try trainClassifierEpoch(model, optimizer: optimizer, loader: trainLoader, epoch: epoch) { p in
+                let now = Date()
+                guard p.batch == p.batches || now.timeIntervalSince(lastPrint) >= (interactive ? 0.5 : 10) else { return }
+                lastPrint = now
+                let line = String(format: "[%@] epoch %d/%d  batch %d/%d  loss %.4f  acc %.2f%%  %.0f img/s  ETA %.0f s",
+                                  name, epoch + 1, epochs, p.batch, p.batches, p.loss, 100 * p.accuracy,
+                                  Double(p.samples) / max(p.seconds, 1e-9), p.secondsLeft)
+                if interactive {
+                    FileHandle.standardOutput.write(Data(("\r" + line).utf8))
+                } else {
+                    print(line)
+                }
+            }
+            if interactive { print("") }
+            epochSeconds.append(s.seconds)
+            let (t, _) = try evaluateClassifier(model, loader: testLoader, classes: 10)
+            print(String(format: "[%@] epoch %d: train loss %.4f, train acc %.2f%%, test loss %.4f, test acc %.2f%%, %.1f s (%.0f img/s)",
+                         name, epoch + 1, s.loss, 100 * s.accuracy, t.loss, 100 * t.accuracy, s.seconds, s.throughput))
+        }
+        let (final, confusion) = try evaluateClassifier(model, loader: testLoader, classes: 10)
+        print("[\(name)] confusion matrix on \(final.samples) test images (rows: true class, columns: predicted):")
+        print(confusion.formatted(classNames: FashionMNIST.classNames))
+        let path = checkpoint.replacingOccurrences(of: "{backend}", with: name)
+        let url = URL(fileURLWithPath: path)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Checkpoint.save(model: model, optimizer: optimizer, metadata: ["dataset": dataset, "epochs": "\(epochs)"], to: url)
+        let reloaded = try convolutionalClassifier(inputChannels: 1, imageSize: (28, 28), channels: channelList, hidden: hidden,
+                                                   classes: 10, seed: seed &+ 1000, on: backend)
+        _ = try Checkpoint.load(into: reloaded, from: url)
+        let (again, _) = try evaluateClassifier(reloaded, loader: testLoader, classes: 10)
+        let same = again.accuracy == final.accuracy
+        print(String(format: "[%@] checkpoint %@ reloaded into a fresh model: test acc %.2f%% (%@)", name, path,
+                     100 * again.accuracy, same ? "same as before saving" : "DIFFERS from \(100 * final.accuracy)%"))
+        guard same else { throw ValidationErrorMessage("reloaded checkpoint gives a different accuracy") }
+        let meanEpoch = epochSeconds.reduce(0, +) / Double(epochSeconds.count)
+        return String(format: "%-7@ test accuracy %.2f%% after %d epoch(s), %.1f s/epoch (%.0f img/s), %@", name,
+                      100 * final.accuracy, epochs, meanEpoch, Double(train.count) / meanEpoch, backend.deviceName)
+    }
+}

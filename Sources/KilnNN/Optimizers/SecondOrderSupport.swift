@@ -1,0 +1,191 @@
+import KilnCore
+
+/// Hyperparameter checks shared by the second-order and preconditioned optimizers: each throws
+/// `TensorError(.invalidArgument)` naming the optimizer and the value.
+struct SecondOrderCheck {
+    let op: String
+
+    func finite(_ name: String, _ value: Double) throws {
+        guard value.isFinite else {
+            throw TensorError(.invalidArgument, op: op, "\(name) must be finite, got \(value)")
+        }
+    }
+
+    func nonNegative(_ name: String, _ value: Double) throws {
+        guard value.isFinite, value >= 0 else {
+            throw TensorError(.invalidArgument, op: op, "\(name) must be finite and ≥ 0, got \(value)")
+        }
+    }
+
+    func positive(_ name: String, _ value: Double) throws {
+        guard value.isFinite, value > 0 else {
+            throw TensorError(.invalidArgument, op: op, "\(name) must be finite and > 0, got \(value)")
+        }
+    }
+
+    /// `low ≤ value < high` (or ≤ `high` when `closed`).
+    func inRange(_ name: String, _ value: Double, _ low: Double, _ high: Double, closed: Bool = false) throws {
+        guard value >= low, closed ? value <= high : value < high else {
+            throw TensorError(.invalidArgument, op: op,
+                              "\(name) must be in [\(low), \(high)\(closed ? "]" : ")"), got \(value)")
+        }
+    }
+
+    func atLeast(_ name: String, _ value: Int, _ low: Int) throws {
+        guard value >= low else {
+            throw TensorError(.invalidArgument, op: op, "\(name) must be ≥ \(low), got \(value)")
+        }
+    }
+
+    /// A non-empty parameter list without repeats; with `sameBackend`, all on one backend.
+    func parameters(_ parameters: [Parameter], sameBackend: Bool = false) throws {
+        guard let first = parameters.first else {
+            throw TensorError(.invalidArgument, op: op, "needs at least one parameter")
+        }
+        var seen = Set<ObjectIdentifier>()
+        for p in parameters where !seen.insert(ObjectIdentifier(p)).inserted {
+            throw TensorError(.invalidArgument, op: op, "a parameter of shape \(p.shape) appears more than once")
+        }
+        if sameBackend {
+            for p in parameters where p.value.backend !== first.value.backend {
+                throw TensorError(.backendMismatch, op: op,
+                                  "all parameters must live on one backend (\(first.value.backend.name) and \(p.value.backend.name))")
+            }
+        }
+    }
+}
+
+/// Reads an `OptimizerState` with checks, so that `loadStateDictionary` can validate everything
+/// before it changes anything. Every failure throws `TensorError(.invalidArgument)` naming the key.
+struct SecondOrderStateReader {
+    let state: OptimizerState
+    let op: String
+
+    func scalar(_ key: String) throws -> Double {
+        guard let v = state.scalars[key] else {
+            throw TensorError(.invalidArgument, op: op, "state has no scalar \"\(key)\"")
+        }
+        guard v.isFinite else {
+            throw TensorError(.invalidArgument, op: op, "state scalar \"\(key)\" must be finite, got \(v)")
+        }
+        return v
+    }
+
+    /// A scalar that holds a whole number ≥ 0 (a step or history count).
+    func count(_ key: String) throws -> Int {
+        let v = try scalar(key)
+        guard v >= 0, v == v.rounded(), v < 1e15 else {
+            throw TensorError(.invalidArgument, op: op, "state scalar \"\(key)\" must be a whole number ≥ 0, got \(v)")
+        }
+        return Int(v)
+    }
+
+    /// The learning rate "lr" when present (finite, ≥ 0).
+    func learningRate(default current: Double) throws -> Double {
+        guard state.scalars["lr"] != nil else { return current }
+        let v = try scalar("lr")
+        guard v >= 0 else {
+            throw TensorError(.invalidArgument, op: op, "state scalar \"lr\" must be ≥ 0, got \(v)")
+        }
+        return v
+    }
+
+    func hasTensor(_ key: String) -> Bool { state.tensors[key] != nil }
+
+    /// A copy on `backend` of the tensor `key`, which must have `shape`.
+    func tensor(_ key: String, shape: [Int], on backend: any Backend) throws -> Tensor {
+        guard let t = state.tensors[key] else {
+            throw TensorError(.invalidArgument, op: op, "state has no tensor \"\(key)\"")
+        }
+        guard t.shape == shape else {
+            throw TensorError(.invalidArgument, op: op,
+                              "state tensor \"\(key)\" has shape \(t.shape), expected \(shape)")
+        }
+        return try t.detached().to(backend).cloned()
+    }
+}
+
+/// Parameters seen as one flat vector, in order (L-BFGS, natural gradient, Newton).
+enum FlatParameters {
+    /// The total number of scalars.
+    static func count(_ parameters: [Parameter]) -> Int { parameters.reduce(0) { $0 + $1.value.count } }
+
+    /// Every accumulated gradient flattened and concatenated (zeros for a parameter without one).
+    static func gradient(_ parameters: [Parameter]) throws -> Tensor {
+        try withoutGradients {
+            let pieces = try parameters.map { p -> Tensor in
+                try (p.gradient ?? Tensor.zeros(p.shape, on: p.value.backend)).detached().flattened()
+            }
+            return try Tensor.concatenated(pieces, axis: 0)
+        }
+    }
+
+    /// Every value flattened and concatenated.
+    static func values(_ parameters: [Parameter]) throws -> Tensor {
+        try withoutGradients {
+            try Tensor.concatenated(parameters.map { $0.value.detached().flattened() }, axis: 0)
+        }
+    }
+
+    /// `flat` cut into one tensor per parameter, in the parameters' shapes.
+    static func split(_ flat: Tensor, like parameters: [Parameter]) throws -> [Tensor] {
+        try withoutGradients {
+            var start = 0
+            return try parameters.map { p in
+                defer { start += p.value.count }
+                return try flat.sliced(axis: 0, start: start, end: start + p.value.count).reshaped(to: p.shape)
+            }
+        }
+    }
+
+    /// θ ← θ + scale·direction for every parameter, keeping the accumulated gradients.
+    static func add(_ direction: Tensor, scale: Double, to parameters: [Parameter]) throws {
+        let pieces = try split(direction, like: parameters)
+        try withoutGradients {
+            for (p, d) in zip(parameters, pieces) {
+                let step: Tensor = try d * Float(scale)
+                try p.assign(try p.value.detached() + step, keepingGradient: true)
+            }
+        }
+    }
+
+    /// Sets every parameter from `flat`, keeping the accumulated gradients.
+    static func assign(_ flat: Tensor, to parameters: [Parameter]) throws {
+        for (p, v) in zip(parameters, try split(flat, like: parameters)) {
+            try p.assign(v, keepingGradient: true)
+        }
+    }
+
+    /// Σ aᵢ·bᵢ on the backend, read back as a Double.
+    static func dot(_ a: Tensor, _ b: Tensor) throws -> Double {
+        try withoutGradients { Double(try (a * b).sum().item()) }
+    }
+}
+
+/// Loss closures that optimizers evaluate and differentiate themselves (L-BFGS, Newton, the
+/// natural gradient's per-sample gradients).
+enum LossEvaluation {
+    /// Runs `body` with gradient recording on, whatever the caller's mode, as PyTorch's
+    /// `torch.enable_grad()`.
+    static func recording<R>(_ body: () throws -> R) rethrows -> R {
+        try GradientMode.$isRecording.withValue(true) { try body() }
+    }
+
+    /// Runs a loss closure with recording on, checks it returns one element that depends on the
+    /// parameters, back-propagates it and returns its value. Gradients accumulate into the
+    /// parameters' current values.
+    static func backpropagate(_ closure: () throws -> Tensor, op: String) throws -> Double {
+        try recording {
+            let loss = try closure()
+            guard loss.count == 1 else {
+                throw TensorError(.invalidArgument, op: op, "the closure must return a one-element loss, got shape \(loss.shape)")
+            }
+            guard loss.requiresGradient else {
+                throw TensorError(.invalidArgument, op: op,
+                                  "the closure's loss does not depend on the parameters (it does not require a gradient)")
+            }
+            try loss.reshaped(to: []).backward()
+            return Double(try loss.detached().item())
+        }
+    }
+}

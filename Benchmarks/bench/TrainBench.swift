@@ -62,15 +62,15 @@ struct TrainBench: ParsableCommand {
         var backends: [(String, any Backend)] = []
         if backend != .opencl { backends.append(("cpu", CPUBackend.shared)) }
         if let cl { backends.append(("opencl", cl)) }
-        for line in MachineHeader.lines(openCL: cl) { print(line) }
-        print(String(format: "fashion-mnist: %d train / %d test images loaded in %.2f s from %@",
+        for line in MachineHeader.lines(openCL: cl) { emit(line) }
+        emit(String(format: "fashion-mnist: %d train / %d test images loaded in %.2f s from %@",
                      train.count, test.count, Date().timeIntervalSince(loadStart), directory.path))
         var summaries: [String] = []
         for (name, b) in backends {
             summaries.append(try trainModel(on: b, name: name, train: train, test: test))
         }
-        print("\nsummary")
-        for s in summaries { print(s) }
+        emit("\nsummary")
+        for s in summaries { emit(s) }
     }
 
     /// Trains one model on `backend` and returns its summary line.
@@ -80,7 +80,7 @@ struct TrainBench: ParsableCommand {
         let optimizer = try Adam(model.parameters(), learningRate: lr)
         let trainLoader = try DataLoader(train, batchSize: batchSize, shuffle: true, seed: seed, on: backend)
         let testLoader = try DataLoader(test, batchSize: 500, on: backend)
-        print("\n[\(name)] \(backend.deviceName): CNN channels \(channelList), hidden \(hidden), \(model.parameterCount) parameters; Adam lr \(lr), batch \(batchSize), \(epochs) epoch(s)")
+        emit("\n[\(name)] \(backend.deviceName): CNN channels \(channelList), hidden \(hidden), \(model.parameterCount) parameters; Adam lr \(lr), batch \(batchSize), \(epochs) epoch(s)")
         let interactive = isatty(1) != 0
         var epochSeconds: [Double] = []
         for epoch in 0..<epochs {
@@ -92,21 +92,17 @@ struct TrainBench: ParsableCommand {
                 let line = String(format: "[%@] epoch %d/%d  batch %d/%d  loss %.4f  acc %.2f%%  %.0f img/s  ETA %.0f s",
                                   name, epoch + 1, epochs, p.batch, p.batches, p.loss, 100 * p.accuracy,
                                   Double(p.samples) / max(p.seconds, 1e-9), p.secondsLeft)
-                if interactive {
-                    FileHandle.standardOutput.write(Data(("\r" + line).utf8))
-                } else {
-                    print(line)
-                }
+                emit(interactive ? "\r" + line : line, newline: !interactive)
             }
-            if interactive { print("") }
+            if interactive { emit("") }
             epochSeconds.append(s.seconds)
             let (t, _) = try evaluateClassifier(model, loader: testLoader, classes: 10)
-            print(String(format: "[%@] epoch %d: train loss %.4f, train acc %.2f%%, test loss %.4f, test acc %.2f%%, %.1f s (%.0f img/s)",
+            emit(String(format: "[%@] epoch %d: train loss %.4f, train acc %.2f%%, test loss %.4f, test acc %.2f%%, %.1f s (%.0f img/s)",
                          name, epoch + 1, s.loss, 100 * s.accuracy, t.loss, 100 * t.accuracy, s.seconds, s.throughput))
         }
         let (final, confusion) = try evaluateClassifier(model, loader: testLoader, classes: 10)
-        print("[\(name)] confusion matrix on \(final.samples) test images (rows: true class, columns: predicted):")
-        print(confusion.formatted(classNames: FashionMNIST.classNames))
+        emit("[\(name)] confusion matrix on \(final.samples) test images (rows: true class, columns: predicted):")
+        emit(confusion.formatted(classNames: FashionMNIST.classNames))
         let path = checkpoint.replacingOccurrences(of: "{backend}", with: name)
         let url = URL(fileURLWithPath: path)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
@@ -116,11 +112,16 @@ struct TrainBench: ParsableCommand {
         _ = try Checkpoint.load(into: reloaded, from: url)
         let (again, _) = try evaluateClassifier(reloaded, loader: testLoader, classes: 10)
         let same = again.accuracy == final.accuracy
-        print(String(format: "[%@] checkpoint %@ reloaded into a fresh model: test acc %.2f%% (%@)", name, path,
+        emit(String(format: "[%@] checkpoint %@ reloaded into a fresh model: test acc %.2f%% (%@)", name, path,
                      100 * again.accuracy, same ? "same as before saving" : "DIFFERS from \(100 * final.accuracy)%"))
         guard same else { throw ValidationErrorMessage("reloaded checkpoint gives a different accuracy") }
         let meanEpoch = epochSeconds.reduce(0, +) / Double(epochSeconds.count)
         return String(format: "%-7@ test accuracy %.2f%% after %d epoch(s), %.1f s/epoch (%.0f img/s), %@", name,
                       100 * final.accuracy, epochs, meanEpoch, Double(train.count) / meanEpoch, backend.deviceName)
     }
+}
+
+/// Writes `text` to standard output unbuffered, so progress shows at once even when redirected.
+private func emit(_ text: String, newline: Bool = true) {
+    FileHandle.standardOutput.write(Data((newline ? text + "\n" : text).utf8))
 }

@@ -1,3 +1,4 @@
+import Foundation
 // Uses only what `import Kiln` offers, as a downstream package would.
 import Kiln
 import Testing
@@ -42,5 +43,28 @@ struct PublicAPITests {
             #expect(values.allSatisfy { $0.isFinite })
             #expect(values.contains { $0 != 0 })
         }
+    }
+
+    @Test("the README's training loop runs: Adam, cosine schedule, clipping, a Fashion-MNIST subset")
+    func readmeTraining() throws {
+        let backend = CPUBackend.shared
+        let train = try FashionMNIST(split: .train, limit: 256, normalization: FashionMNIST.normalization)
+        let loader = try DataLoader(train, batchSize: 64, shuffle: true, seed: 1, on: backend)
+        let model = try convolutionalClassifier(inputChannels: 1, imageSize: (28, 28), classes: 10, on: backend)
+        let optimizer = try Adam(model.parameters(), learningRate: 1e-3)
+        let schedule = try CosineAnnealingLR(optimizer: optimizer, tMax: 5)
+        for epoch in 0..<2 {
+            for batch in loader.epoch(epoch) {
+                let (input, labels) = try batch.tensors()
+                optimizer.zeroGradients()
+                try crossEntropy(logits: model(input), targets: labels).backward()
+                try clipGradientNorm(model.parameters(), maxNorm: 1)
+                try optimizer.step()
+            }
+            try schedule.step()
+        }
+        #expect(optimizer.stepCount == 8)
+        let expected = 1e-3 * (1 + cos(Double.pi * 2 / 5)) / 2
+        #expect(abs(optimizer.learningRate - expected) < 1e-15)
     }
 }

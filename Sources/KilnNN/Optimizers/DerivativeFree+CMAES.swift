@@ -207,9 +207,9 @@ public final class CMAES: Optimizer {
     }
 
     /// The eigendecomposition C = V·diag(values)·Vᵀ of a symmetric n × n matrix (row-major; only
-    /// the upper triangle is read) by cyclic Jacobi rotations in Float64, until the off-diagonal
-    /// mass is below 10⁻³⁰ of the total (or 100 sweeps). `vectors` is row-major with eigenvector j
-    /// in column j (orthonormal); eigenvalues are in no particular order.
+    /// the upper triangle is read) by cyclic Jacobi rotations in Float64, the solver Shampoo uses.
+    /// `vectors` is row-major with eigenvector j in column j (orthonormal); eigenvalues are in no
+    /// particular order.
     /// - Throws: `TensorError.invalidArgument` for a size other than n·n or a non-finite entry.
     public static func symmetricEigendecomposition(_ matrix: [Double], dimension n: Int) throws
         -> (values: [Double], vectors: [Double])
@@ -223,39 +223,7 @@ public final class CMAES: Optimizer {
         }
         var a = matrix
         for r in 0..<n { for c in 0..<r { a[r * n + c] = a[c * n + r] } }
-        var v = (0..<n * n).map { $0 / n == $0 % n ? 1.0 : 0.0 }
-        let total = a.reduce(0) { $0 + $1 * $1 }
-        for _ in 0..<100 {
-            var off = 0.0
-            for r in 0..<n { for c in (r + 1)..<n { off += 2 * a[r * n + c] * a[r * n + c] } }
-            if off <= 1e-30 * total { break }
-            for p in 0..<n {
-                for q in (p + 1)..<n {
-                    let apq = a[p * n + q]
-                    if apq == 0 { continue }
-                    // Zero a[p][q] with A ← JᵀAJ, J = [[c, s], [−s, c]] on rows/columns p, q.
-                    let theta = (a[q * n + q] - a[p * n + p]) / (2 * apq)
-                    let t = (theta >= 0 ? 1.0 : -1.0) / (Swift.abs(theta) + (theta * theta + 1).squareRoot())
-                    let c = 1 / (t * t + 1).squareRoot(), s = t * c
-                    for k in 0..<n {
-                        let akp = a[k * n + p], akq = a[k * n + q]
-                        a[k * n + p] = c * akp - s * akq
-                        a[k * n + q] = s * akp + c * akq
-                    }
-                    for k in 0..<n {
-                        let apk = a[p * n + k], aqk = a[q * n + k]
-                        a[p * n + k] = c * apk - s * aqk
-                        a[q * n + k] = s * apk + c * aqk
-                    }
-                    for k in 0..<n {
-                        let vkp = v[k * n + p], vkq = v[k * n + q]
-                        v[k * n + p] = c * vkp - s * vkq
-                        v[k * n + q] = s * vkp + c * vkq
-                    }
-                }
-            }
-        }
-        return ((0..<n).map { a[$0 * n + $0] }, v)
+        return HostLinearAlgebra.symmetricEigen(a, n: n)
     }
 
     /// All scalars (Float64, exact): "step", "lr" (c_m), "sigma", "dimension", "population_size",

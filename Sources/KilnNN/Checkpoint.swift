@@ -8,20 +8,26 @@ import KilnCore
 /// PyTorch state dict (`model.load_state_dict(safetensors.torch.load_file(path))`); the optimizer's
 /// tensors under `optimizer.<key>`; the optimizer's scalars as metadata `optimizer.<key>`, each the
 /// Double's shortest round-trip text (`"0.001"`, `"1e-08"`, `"inf"`); the user's metadata as given.
-/// Metadata keys that start with `optimizer.` are reserved. Kiln writes every tensor as F32,
+/// A learning-rate scheduler's state goes to metadata `scheduler.<key>` the same way.
+/// Metadata keys that start with `optimizer.` or `scheduler.` are reserved. Kiln writes every tensor as F32,
 /// `num_batches_tracked` included (PyTorch stores I64 and copies F32 into it on load; Kiln reads both).
 public enum Checkpoint {
     /// The prefix of the optimizer's tensor names and metadata keys.
     public static let optimizerPrefix = "optimizer."
+    /// The prefix of the scheduler's metadata keys.
+    public static let schedulerPrefix = "scheduler."
 
-    /// Saves `model`'s parameters and buffers, `optimizer`'s state, and `metadata` to `url`, atomically.
-    /// - Throws: `CheckpointError.invalidArgument` for a metadata key starting with `optimizer.`, or a
-    ///   model entry starting with it when an optimizer is saved; `CheckpointError.io` when writing fails.
-    public static func save(model: some Module, optimizer: (any Optimizer)? = nil, metadata: [String: String] = [:],
+    /// Saves `model`'s parameters and buffers, `optimizer`'s state, `scheduler`'s state and
+    /// `metadata` to `url`, atomically.
+    /// - Throws: `CheckpointError.invalidArgument` for a metadata key starting with `optimizer.` or
+    ///   `scheduler.`, or a model entry starting with `optimizer.` when an optimizer is saved;
+    ///   `CheckpointError.io` when writing fails.
+    public static func save(model: some Module, optimizer: (any Optimizer)? = nil,
+                            scheduler: (any LearningRateScheduler)? = nil, metadata: [String: String] = [:],
                             to url: URL) throws {
-        if let key = metadata.keys.sorted().first(where: { $0.hasPrefix(optimizerPrefix) }) {
+        if let key = metadata.keys.sorted().first(where: { $0.hasPrefix(optimizerPrefix) || $0.hasPrefix(schedulerPrefix) }) {
             throw CheckpointError(.invalidArgument, context: url.path,
-                                  "metadata key '\(key)' is reserved: keys starting with '\(optimizerPrefix)' hold optimizer state")
+                                  "metadata key '\(key)' is reserved: keys starting with '\(optimizerPrefix)' or '\(schedulerPrefix)' hold training state")
         }
         var tensors = try model.stateDictionary()
         var allMetadata = metadata
@@ -34,21 +40,25 @@ public enum Checkpoint {
             for (key, tensor) in state.tensors { tensors[optimizerPrefix + key] = tensor }
             for (key, value) in state.scalars { allMetadata[optimizerPrefix + key] = "\(value)" }
         }
+        if let scheduler {
+            for (key, value) in scheduler.stateDictionary() { allMetadata[schedulerPrefix + key] = "\(value)" }
+        }
         try SafeTensors.write(tensors, metadata: allMetadata, to: url)
     }
 
     /// Loads a checkpoint written by `save` (or any safetensors state dict) into `model` and, when
-    /// given, `optimizer`. The whole file is validated, the model's names and shapes checked (strictly:
+    /// given, `optimizer` and `scheduler`. The whole file is validated, the model's names and shapes checked (strictly:
     /// missing and unexpected entries are errors) and the optimizer's state handed to its validating
-    /// `loadStateDictionary` before the model changes; any throw leaves both as they were.
-    /// Without an optimizer, the file's optimizer entries are ignored.
-    /// - Returns: the user's metadata (without the `optimizer.` keys).
+    /// `loadStateDictionary` (then the scheduler's) before the model changes; any throw leaves all
+    /// of them as they were. Without an optimizer (scheduler), the file's entries for it are ignored.
+    /// - Returns: the user's metadata (without the `optimizer.` and `scheduler.` keys).
     /// - Throws: `CheckpointError` naming the file: the errors of `SafeTensors.readArrays(from:)`,
     ///   `.missingTensor` / `.unexpectedTensor` / `.shapeMismatch` for the model, `.missingTensor` when
     ///   an optimizer is given and the file holds no optimizer state, `.malformedHeader` for an
     ///   optimizer scalar that is not a number; and whatever the optimizer's `loadStateDictionary` throws.
     @discardableResult
-    public static func load(into model: some Module, optimizer: (any Optimizer)? = nil, from url: URL) throws -> [String: String] {
+    public static func load(into model: some Module, optimizer: (any Optimizer)? = nil,
+                            scheduler: (any LearningRateScheduler)? = nil, from url: URL) throws -> [String: String] {
         let context = url.path
         let (arrays, metadata) = try SafeTensors.readArrays(from: url)
         let modelNames = Set(model.namedParameters().map(\.name) + (try model.namedBuffers()).map(\.name))
@@ -58,13 +68,39 @@ public enum Checkpoint {
         let prepared = try model.prepareStateLoad(modelArrays, shape: \.shape, strict: true, context: context) {
             array, backend in try Tensor(array.scalars, shape: array.shape, on: backend)
         }
-        if let optimizer {
-            let state = try optimizerState(arrays.filter { isOptimizerEntry($0.key) }, metadata, for: optimizer,
-                                           fallback: model.parameters().first?.value.backend, context: context)
-            try optimizer.loadStateDictionary(state)
+        let schedulerState = try scheduler.map { _ in try schedulerScalars(metadata, context: context) }
+        // The scheduler sets its optimizer's rate: keep both as they were if either load throws.
+        let optimizers = [optimizer, scheduler?.optimizer].compactMap { $0 }
+        let before = try optimizers.map { try $0.stateDictionary() }
+        do {
+            if let optimizer {
+                let state = try optimizerState(arrays.filter { isOptimizerEntry($0.key) }, metadata, for: optimizer,
+                                               fallback: model.parameters().first?.value.backend, context: context)
+                try optimizer.loadStateDictionary(state)
+            }
+            if let scheduler, let schedulerState { try scheduler.loadStateDictionary(schedulerState) }
+        } catch {
+            for (o, state) in zip(optimizers, before) { try? o.loadStateDictionary(state) }
+            throw error
         }
         try prepared.commit()
-        return metadata.filter { !$0.key.hasPrefix(optimizerPrefix) }
+        return metadata.filter { !$0.key.hasPrefix(optimizerPrefix) && !$0.key.hasPrefix(schedulerPrefix) }
+    }
+
+    /// The scheduler's state from the file's `scheduler.` metadata.
+    private static func schedulerScalars(_ metadata: [String: String], context: String) throws -> [String: Double] {
+        var state: [String: Double] = [:]
+        for (key, text) in metadata where key.hasPrefix(schedulerPrefix) {
+            guard let value = Double(text) else {
+                throw CheckpointError(.malformedHeader, context: context, "scheduler scalar '\(key)' is '\(text)', not a number")
+            }
+            state[String(key.dropFirst(schedulerPrefix.count))] = value
+        }
+        guard !state.isEmpty else {
+            throw CheckpointError(.missingTensor, context: context,
+                                  "a scheduler was given but the file holds no scheduler state (no '\(schedulerPrefix)' metadata)")
+        }
+        return state
     }
 
     /// The optimizer's state from the file's `optimizer.` entries; each tensor `<index>.<name>` is made

@@ -284,6 +284,51 @@ struct CheckpointTests {
         #expect(try snapshot(model3) == savedBits)
     }
 
+    @Test("Adam and a StepLR schedule round trip; a bad scheduler state leaves everything untouched")
+    func schedulerRoundTrip() throws {
+        let b = CPUBackend.shared
+        let x = try Tensor(testValues(20, seed: 5), shape: [5, 4], on: b)
+        let y = try Tensor(testValues(10, seed: 6), shape: [5, 2], on: b)
+        func make(_ seed: UInt64) throws -> (Sequential, Adam, StepLR) {
+            let model = try makeModel(seed: seed, on: b)
+            let adam = try Adam(model.parameters(), learningRate: 0.1)
+            return (model, adam, try StepLR(optimizer: adam, stepSize: 2, gamma: 0.5))
+        }
+        func epoch(_ m: Sequential, _ o: Adam, _ s: StepLR) throws {
+            o.zeroGradients()
+            try mseLoss(input: m(x), targets: y).backward()
+            try o.step()
+            try s.step()
+        }
+        let (model, adam, schedule) = try make(1)
+        for _ in 0..<3 { try epoch(model, adam, schedule) }
+        #expect(adam.learningRate == 0.05)
+        let dir = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("run.safetensors")
+        try Checkpoint.save(model: model, optimizer: adam, scheduler: schedule, to: url)
+        let (model2, adam2, schedule2) = try make(9)
+        try Checkpoint.load(into: model2, optimizer: adam2, scheduler: schedule2, from: url)
+        #expect(adam2.learningRate == 0.05 && schedule2.lastEpoch == 3)
+        for _ in 0..<3 {
+            try epoch(model, adam, schedule)
+            try epoch(model2, adam2, schedule2)
+        }
+        #expect(try snapshot(model2) == snapshot(model))
+        #expect(adam2.learningRate == adam.learningRate)
+
+        // A schedule of other hyperparameters rejects the state: model, optimizer, schedule unchanged.
+        let (model3, adam3, _) = try make(11)
+        let other = try StepLR(optimizer: adam3, stepSize: 7, gamma: 0.5)
+        let before = try snapshot(model3)
+        #expect(throws: (any Error).self) { try Checkpoint.load(into: model3, optimizer: adam3, scheduler: other, from: url) }
+        #expect(try snapshot(model3) == before)
+        #expect(adam3.stepCount == 0 && adam3.learningRate == 0.1 && other.lastEpoch == 0)
+        #expect(throws: CheckpointError.self) {
+            try Checkpoint.save(model: model, metadata: ["scheduler.x": "1"], to: dir.appendingPathComponent("bad.safetensors"))
+        }
+    }
+
     @Test("optimizer errors leave model and optimizer untouched; reserved names")
     func optimizerErrors() throws {
         let b = CPUBackend.shared

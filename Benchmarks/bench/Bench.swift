@@ -6,7 +6,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Kiln benchmarks: times, GFLOP/s, error against a reference and the ratio to a baseline.",
-        subcommands: [AttentionBench.self, MatmulBench.self, NormBench.self, ConvBench.self, TrainBench.self])
+        subcommands: [AttentionBench.self, MatmulBench.self, NormBench.self, ConvBench.self, OptimizerBench.self, TrainBench.self])
 }
 
 /// Options every bench subcommand shares.

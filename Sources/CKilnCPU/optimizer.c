@@ -76,18 +76,25 @@ KILN_INLINE void optimizer_update_body(int rule, const float *c, const float *th
     }
     case KILN_OPT_ADAM: {
         const float b1 = k[0], b2 = k[1], step = k[2], ibc2 = k[3], eps = k[4];
-        const int ams = k[5] != 0.0f;
-        KILN_OPT_LOOP(1, {
-            const float m = b1 * s0[i] + (1.0f - b1) * g;
-            float v = b2 * s1[i] + (1.0f - b2) * g * g;
-            s0[i] = m;
-            s1[i] = v;
-            if (ams) {
-                v = v > s2[i] ? v : s2[i];
-                s2[i] = v;
-            }
-            t -= step * m / (KILN_SQRTF(v) * ibc2 + eps);
-        })
+        if (k[5] != 0.0f) {  // AMSGrad: the denominator uses the running maximum of v
+            KILN_OPT_LOOP(1, {
+                const float m = b1 * s0[i] + (1.0f - b1) * g;
+                const float v = b2 * s1[i] + (1.0f - b2) * g * g;
+                const float vmax = v > s2[i] ? v : s2[i];
+                s0[i] = m;
+                s1[i] = v;
+                s2[i] = vmax;
+                t -= step * m / (KILN_SQRTF(vmax) * ibc2 + eps);
+            })
+        } else {
+            KILN_OPT_LOOP(1, {
+                const float m = b1 * s0[i] + (1.0f - b1) * g;
+                const float v = b2 * s1[i] + (1.0f - b2) * g * g;
+                s0[i] = m;
+                s1[i] = v;
+                t -= step * m / (KILN_SQRTF(v) * ibc2 + eps);
+            })
+        }
         break;
     }
     case KILN_OPT_ADAMAX: {

@@ -33,7 +33,8 @@ let package = Package(
                 path: "Sources/KilnOpenCL", plugins: ["EmbedKernels"]),
         // Layers, activations, losses and initializers, written once over KilnCore.
         .target(name: "KilnNN", dependencies: ["KilnCore"], path: "Sources/KilnNN"),
-        // Data sets and batching: gzip/DEFLATE and IDX readers, Fashion-MNIST, DataLoader.
+        // Data sets and batching: gzip/DEFLATE and IDX readers, Fashion-MNIST, DataLoader, the fortunes
+        // text corpus, a character vocabulary and language-model batches.
         .target(name: "KilnData", dependencies: ["KilnCore"], path: "Sources/KilnData"),
         // The umbrella: re-exports the modules above and selects devices.
         .target(name: "Kiln", dependencies: ["KilnCore", "KilnNN", "KilnData", "KilnCPU", "KilnOpenCL"],

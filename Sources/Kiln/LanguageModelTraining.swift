@@ -24,9 +24,10 @@ public func languageModelLoss(_ model: some Module, input: Tensor, targets: Tens
 
 /// One epoch of next-token training: for each batch, the mean cross-entropy, `backward()`,
 /// clipping of the global gradient norm to `clipNorm` (seed 003 uses 1.0; nil: no clipping),
-/// `optimizer.step()`. Returns the mean loss per token, the tokens and the seconds.
+/// `optimizer.step()`, then `afterStep` (e.g. a per-step learning-rate schedule's `step()`).
+/// Returns the mean loss per token, the tokens and the seconds.
 public func trainLanguageModelEpoch(_ model: some Module, optimizer: any Optimizer, batches: LanguageModelBatches,
-                                    epoch: Int, clipNorm: Double? = 1.0,
+                                    epoch: Int, clipNorm: Double? = 1.0, afterStep: (() throws -> Void)? = nil,
                                     progress: ((LanguageModelProgress) -> Void)? = nil) throws -> LanguageModelProgress {
     model.train()
     let start = Date()
@@ -40,6 +41,7 @@ public func trainLanguageModelEpoch(_ model: some Module, optimizer: any Optimiz
         try loss.backward()
         if let clipNorm { try clipGradientNorm(optimizer.parameters, maxNorm: clipNorm) }
         try optimizer.step()
+        try afterStep?()
         lossSum += Double(try loss.item()) * Double(y.count)
         tokens += y.count
         last = LanguageModelProgress(batch: i + 1, batches: windows.count, loss: lossSum / Double(tokens), tokens: tokens,

@@ -5,6 +5,7 @@ import Testing
 
 private typealias Oracle = TransformerOracle
 
+
 private func values(_ count: Int, seed: UInt64, range: ClosedRange<Double> = -1...1) -> [Float] {
     testValues(count, seed: seed, range: range)
 }

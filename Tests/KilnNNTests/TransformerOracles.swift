@@ -128,6 +128,113 @@ enum TransformerOracle {
         }
     }
 
+    /// Layer normalization of rows of width `width`: `(x − μ)/√(var + eps)·w + b` (biased var).
+    static func layerNorm(_ x: [Double], width: Int, weight: [Double]?, bias: [Double]?, eps: Double) -> [Double] {
+        var y = x
+        for r in 0..<(x.count / width) {
+            let row = x[(r * width)..<((r + 1) * width)]
+            let mean = row.reduce(0, +) / Double(width)
+            let variance = row.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(width)
+            let inv = 1 / (variance + eps).squareRoot()
+            for c in 0..<width {
+                y[r * width + c] = (x[r * width + c] - mean) * inv * (weight?[c] ?? 1) + (bias?[c] ?? 0)
+            }
+        }
+        return y
+    }
+
+    /// The position-wise feed-forward sublayer on rows `[n, dModel]` (parameters under `prefix`):
+    /// relu/gelu: `W2·act(W1·x + b1) + b2`; swiglu: `W2·(silu(W1·x + b1) ⊙ (W3·x + b3)) + b2`.
+    static func feedForward(_ p: [String: [Double]], prefix: String = "", _ x: [Double], rows n: Int, dModel: Int,
+                           activation: TransformerActivation) -> [Double] {
+        let w1 = p[prefix + "linear1.weight"]!
+        let dff = w1.count / dModel
+        var h = linear(x, rows: n, w1, out: dff, bias: p[prefix + "linear1.bias"])
+        switch activation {
+        case .relu: h = h.map { Swift.max($0, 0) }
+        case .gelu: h = h.map { 0.5 * $0 * (1 + Foundation.erf($0 / 2.0.squareRoot())) }
+        case .swiglu:
+            let up = linear(x, rows: n, p[prefix + "linear3.weight"]!, out: dff, bias: p[prefix + "linear3.bias"])
+            h = zip(h, up).map { g, u in g / (1 + Foundation.exp(-g)) * u }
+        }
+        return linear(h, rows: n, p[prefix + "linear2.weight"]!, out: dModel, bias: p[prefix + "linear2.bias"])
+    }
+
+    /// The configuration of a Transformer layer for the oracle.
+    struct LayerConfig {
+        var dModel: Int
+        var heads: Int
+        var activation: TransformerActivation
+        var normFirst: Bool
+        var eps = 1e-5
+
+        var attention: AttentionConfig {
+            AttentionConfig(embedDim: dModel, heads: heads, kvHeads: heads, kdim: dModel, vdim: dModel)
+        }
+    }
+
+    private static func add(_ a: [Double], _ b: [Double]) -> [Double] { zip(a, b).map(+) }
+
+    /// A Transformer encoder layer in evaluation mode, batch-first `[B, T, dModel]`:
+    /// post-LN `x = LN1(x + SA(x)); x = LN2(x + FFN(x))`, pre-LN `x = x + SA(LN1(x)); x = x + FFN(LN2(x))`.
+    static func encoderLayer(_ p: [String: [Double]], prefix: String = "", _ c: LayerConfig, _ input: [Double],
+                            batch b: Int, length t: Int, masks: Masks = Masks()) -> [Double] {
+        let d = c.dModel, n = b * t
+        func norm(_ x: [Double], _ name: String) -> [Double] {
+            layerNorm(x, width: d, weight: p[prefix + name + ".weight"], bias: p[prefix + name + ".bias"], eps: c.eps)
+        }
+        func sa(_ x: [Double]) -> [Double] {
+            multiHeadAttention(p, prefix: prefix + "self_attn.", c.attention, query: x, key: x, value: x, batch: b,
+                      targetLength: t, sourceLength: t, masks: masks).output
+        }
+        func ff(_ x: [Double]) -> [Double] {
+            feedForward(p, prefix: prefix, x, rows: n, dModel: d, activation: c.activation)
+        }
+        var x = input
+        if c.normFirst {
+            x = add(x, sa(norm(x, "norm1")))
+            x = add(x, ff(norm(x, "norm2")))
+        } else {
+            x = norm(add(x, sa(x)), "norm1")
+            x = norm(add(x, ff(x)), "norm2")
+        }
+        return x
+    }
+
+    /// A Transformer decoder layer in evaluation mode, batch-first: target `[B, T, dModel]`, memory
+    /// `[B, S, dModel]`; causal self-attention (when `causal`), cross-attention on the memory, FFN, each
+    /// with a residual and LayerNorm (post-LN or pre-LN).
+    static func decoderLayer(_ p: [String: [Double]], prefix: String = "", _ c: LayerConfig, _ target: [Double],
+                            memory: [Double], batch b: Int, targetLength t: Int, sourceLength s: Int,
+                            causal: Bool = true, memoryPadding: [Double]? = nil) -> [Double] {
+        let d = c.dModel, n = b * t
+        func norm(_ x: [Double], _ name: String) -> [Double] {
+            layerNorm(x, width: d, weight: p[prefix + name + ".weight"], bias: p[prefix + name + ".bias"], eps: c.eps)
+        }
+        func sa(_ x: [Double]) -> [Double] {
+            multiHeadAttention(p, prefix: prefix + "self_attn.", c.attention, query: x, key: x, value: x, batch: b,
+                      targetLength: t, sourceLength: t, masks: Masks(isCausal: causal)).output
+        }
+        func ca(_ x: [Double]) -> [Double] {
+            multiHeadAttention(p, prefix: prefix + "multihead_attn.", c.attention, query: x, key: memory, value: memory, batch: b,
+                      targetLength: t, sourceLength: s, masks: Masks(padding: memoryPadding)).output
+        }
+        func ff(_ x: [Double]) -> [Double] {
+            feedForward(p, prefix: prefix, x, rows: n, dModel: d, activation: c.activation)
+        }
+        var x = target
+        if c.normFirst {
+            x = add(x, sa(norm(x, "norm1")))
+            x = add(x, ca(norm(x, "norm2")))
+            x = add(x, ff(norm(x, "norm3")))
+        } else {
+            x = norm(add(x, sa(x)), "norm1")
+            x = norm(add(x, ca(x)), "norm2")
+            x = norm(add(x, ff(x)), "norm3")
+        }
+        return x
+    }
+
     /// Checks `actual` against `expected` elementwise; the message names `what`.
     static func expectClose(_ actual: Tensor, _ expected: [Double], _ tolerance: Tolerance, _ what: String,
                      sourceLocation: SourceLocation = #_sourceLocation) throws {

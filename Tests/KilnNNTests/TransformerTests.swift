@@ -76,7 +76,7 @@ struct TransformerTests {
             masks.padding = pad.map(Double.init)
         }
         let y = try layer(layout(x, batch: b, length: t, features: d, batchFirst: c.batchFirst, on: tb.backend),
-                          srcMask: nil, srcKeyPaddingMask: padding)
+                          srcKeyPaddingMask: padding)
         let expected = Oracle.encoderLayer(try Oracle.parameters(layer), Self.config(c), x.map(Double.init),
                                            batch: b, length: t, masks: masks)
         let m = mismatch(try batchFirstValues(y, batchFirst: c.batchFirst).map(Float.init), expected,
@@ -201,7 +201,7 @@ struct TransformerTests {
         #expect(mismatch(try yt.scalars(), expectedT, tolerance: .reduction) == nil, "token permutation on \(tb)")
         // A causal encoder is not permutation-equivariant: the check can fail.
         let yc = try encoder(Tensor(permuted(x, batches: Array(0..<b), tokens: tokenOrder), shape: [b, t, d], on: backend),
-                             mask: nil, isCausal: true)
+                             isCausal: true)
         #expect(mismatch(try yc.scalars(), expectedT, tolerance: .reduction) != nil)
     }
 
@@ -290,7 +290,7 @@ struct TransformerTests {
         let tgt = try Tensor(values(b * t * d, seed: 13), shape: [b, t, d], on: backend)
         let y = try model(src, tgt)
         #expect(y.shape == [b, t, d])
-        let expected = try model.decoder(tgt, memory: model.encoder(src, mask: nil))
+        let expected = try model.decoder(tgt, memory: model.encoder(src))
         #expect(try y.scalars() == expected.scalars())
         do {
             _ = try model(src)

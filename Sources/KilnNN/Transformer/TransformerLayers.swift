@@ -107,7 +107,8 @@ private func checkLayer(dModel: Int, nHead: Int, dimFeedforward: Int, dropout: F
 /// dicts load): `self_attn.in_proj_weight`, `self_attn.in_proj_bias`, `self_attn.out_proj.weight`,
 /// `self_attn.out_proj.bias`, `linear1.*`, `linear2.*` (`linear3.*` with SwiGLU), `norm1.*`, `norm2.*`.
 public final class TransformerEncoderLayer: Module {
-    public var isTraining = true
+    /// The mode; `feedForward`'s children are this layer's, and its own flag follows this one.
+    public var isTraining = true { didSet { feedForward.isTraining = isTraining } }
     public let dModel: Int
     public let nHead: Int
     public let normFirst: Bool
@@ -161,7 +162,7 @@ public final class TransformerEncoderLayer: Module {
     ///   - srcKeyPaddingMask: `[B, S]`, non-zero hides that position.
     ///   - isCausal: position i attends only to positions ≤ i.
     /// - Throws: `TensorError` naming `MultiHeadAttention` for inputs or masks that do not fit.
-    public func callAsFunction(_ src: Tensor, srcMask: MultiHeadAttention.Mask?, srcKeyPaddingMask: Tensor? = nil,
+    public func callAsFunction(_ src: Tensor, srcMask: MultiHeadAttention.Mask? = nil, srcKeyPaddingMask: Tensor? = nil,
                                isCausal: Bool = false) throws -> Tensor {
         func sa(_ x: Tensor) throws -> Tensor {
             try dropout1(selfAttn(x, x, x, keyPaddingMask: srcKeyPaddingMask, attnMask: srcMask, isCausal: isCausal))
@@ -194,7 +195,8 @@ public final class TransformerEncoderLayer: Module {
 /// `self_attn.*`, `multihead_attn.*`, `linear1.*`, `linear2.*` (`linear3.*` with SwiGLU),
 /// `norm1.*`, `norm2.*`, `norm3.*`.
 public final class TransformerDecoderLayer: Module {
-    public var isTraining = true
+    /// The mode; `feedForward`'s children are this layer's, and its own flag follows this one.
+    public var isTraining = true { didSet { feedForward.isTraining = isTraining } }
     public let dModel: Int
     public let nHead: Int
     public let normFirst: Bool

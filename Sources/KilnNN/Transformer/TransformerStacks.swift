@@ -29,7 +29,7 @@ public final class TransformerEncoder: Module {
     public func callAsFunction(_ input: Tensor) throws -> Tensor { try self(input, mask: nil) }
 
     /// Every layer with the same masks; see `TransformerEncoderLayer`.
-    public func callAsFunction(_ src: Tensor, mask: MultiHeadAttention.Mask?, srcKeyPaddingMask: Tensor? = nil,
+    public func callAsFunction(_ src: Tensor, mask: MultiHeadAttention.Mask? = nil, srcKeyPaddingMask: Tensor? = nil,
                                isCausal: Bool = false) throws -> Tensor {
         var x = src
         for layer in layers {

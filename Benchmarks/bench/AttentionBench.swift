@@ -7,7 +7,7 @@ import Kiln
 struct AttentionBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "attention",
-        abstract: "Flash vs naive scaled dot-product attention on [batch, heads, seq, headDim].")
+        abstract: "Flash vs naive scaled dot-product attention on [batch, heads, seq, headDim], or a whole multi-head attention layer.")
 
     @Option(help: "Sequence length (queries and keys).")
     var seq: Int = 4096
@@ -27,9 +27,12 @@ struct AttentionBench: ParsableCommand {
     var impl: ImplChoice = .both
     @Option(help: "Comma-separated sequence lengths: report where flash overtakes naive.")
     var sweep: String?
+    @Option(help: "sdpa (the attention op alone) or mha (a MultiHeadAttention layer, batch-first [B, L, heads·headDim], projections included).")
+    var layer: LayerChoice = .sdpa
     @OptionGroup var common: CommonOptions
 
     enum ImplChoice: String, ExpressibleByArgument { case flash, naive, both }
+    enum LayerChoice: String, ExpressibleByArgument { case sdpa, mha }
 
     func validate() throws {
         guard seq > 0, batch > 0, heads > 0, headDim > 0 else {
@@ -51,7 +54,10 @@ struct AttentionBench: ParsableCommand {
         var header = MachineHeader.lines(openCL: cl)
         header.append(String(format: "FMA peak (measured, all cores): %.0f GFLOP/s", peak))
         var rows: [Row] = []
-        if let sweep {
+        if layer == .mha {
+            header.append("mha: self-attention layer, in/out projections + flash attention; baseline: the flash op alone on the same shapes, same run")
+            for (name, backend) in backends { rows += try measureLayer(backend, name: name, peak: peak) }
+        } else if let sweep {
             let lengths = sweep.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
             guard !lengths.isEmpty, lengths.allSatisfy({ $0 > 0 }) else {
                 throw ValidationError("--sweep needs positive comma-separated lengths, got '\(sweep)'")
@@ -126,6 +132,56 @@ struct AttentionBench: ParsableCommand {
                           ratio_to_baseline: naive.map { $0 / timing.median })
             row.peak_fraction = flops / timing.median / 1e6 / peak
             row.peak_extra_mib = Double(extra) / 1_048_576
+            return row
+        }
+    }
+
+    /// A `MultiHeadAttention` self-attention layer (embedDim = heads·headDim, batch-first) forward,
+    /// or forward + backward to the input and every parameter, against the flash op alone.
+    func measureLayer(_ backend: any Backend, name: String, peak: Double) throws -> [Row] {
+        let kv = kvHeads ?? heads
+        let e = heads * headDim
+        let mha = try MultiHeadAttention(embedDim: e, numHeads: heads, batchFirst: true, numKeyValueHeads: kv,
+                                         seed: 1, on: backend)
+        let x = try Tensor((0..<(batch * seq * e)).map { Float(sin(Double($0) * 0.013)) }, shape: [batch, seq, e], on: backend)
+        let dY = try Tensor.full([batch, seq, e], value: 0.01, on: backend)
+        let q = try Tensor.normal([batch, heads, seq, headDim], seed: 2, on: backend)
+        let k = try Tensor.normal([batch, kv, seq, headDim], seed: 3, on: backend)
+        let v = try Tensor.normal([batch, kv, seq, headDim], seed: 4, on: backend)
+        let dO = try Tensor.full([batch, heads, seq, headDim], value: 0.01, on: backend)
+        func layerStep() throws {
+            mha.zeroGradients()
+            let input = backward ? x.requiringGradient() : x
+            let (y, _) = try mha.forward(input, input, input, isCausal: causal)
+            if backward { try y.backward(dY) }
+            try backend.synchronize()
+        }
+        func opStep() throws {
+            let r = try scaledDotProductAttention(query: q, key: k, value: v, isCausal: causal, implementation: .flash)
+            if backward {
+                _ = try scaledDotProductAttentionBackward(query: q, key: k, value: v, output: r.output, logSumExp: r.logSumExp,
+                                                          outputGradient: dO, isCausal: causal, implementation: .flash)
+            }
+            try backend.synchronize()
+        }
+        try layerStep()  // warm-up
+        try opStep()
+        var timings = [Timing(), Timing()]
+        for _ in 0..<common.iters {
+            try timings[0].measure { try layerStep() }
+            try timings[1].measure { try opStep() }
+        }
+        let tokens = Double(batch * seq)
+        let attention = 4.0 * Double(batch * heads) * Double(seq) * Double(seq) * Double(headDim) * (causal ? 0.5 : 1)
+        let projections = 2.0 * tokens * Double(e) * Double(2 * e + 2 * kv * headDim)
+        let layerFlops = backward ? 3.5 * attention + 3 * projections : attention + projections
+        let opFlops = backward ? 3.5 * attention : attention
+        let shape = "B\(batch) H\(heads)/\(kv) L\(seq) D\(headDim) E\(e)" + (causal ? " causal" : "")
+        return [("mha layer", timings[0], layerFlops), ("flash op", timings[1], opFlops)].map { impl, t, flops in
+            var row = Row(benchmark: "attention", backend: name, impl: impl, pass: backward ? "fwd+bwd" : "fwd",
+                          shape: shape, median_ms: t.median, min_ms: t.minimum, gflops: flops / t.median / 1e6,
+                          gbps: nil, max_abs_error: nil, baseline: "flash op", ratio_to_baseline: timings[1].median / t.median)
+            row.peak_fraction = flops / t.median / 1e6 / peak
             return row
         }
     }

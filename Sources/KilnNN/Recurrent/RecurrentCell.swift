@@ -11,7 +11,9 @@ public protocol RecurrentCell: Module {
     var inputSize: Int { get }
     /// The size of the output `h_t`.
     var hiddenSize: Int { get }
-    /// The state before the first step for a batch of `batchSize`: zeros, in the shapes `step` expects.
+    /// The feature size of each state tensor (each is `[B, size]`); the first is `hiddenSize`.
+    var stateSizes: [Int] { get }
+    /// The state before the first step for a batch of `batchSize`. Default: zeros of `stateSizes`.
     func initialState(batchSize: Int, on backend: any Backend) throws -> [Tensor]
     /// One step: `x_t` `[B, inputSize]` and the state after step `time − 1` give the state after step
     /// `time` (`time` counts from 0; only time-driven cells, clockwork and phased, read it).
@@ -20,6 +22,21 @@ public protocol RecurrentCell: Module {
 }
 
 extension RecurrentCell {
+    public func initialState(batchSize: Int, on backend: any Backend) throws -> [Tensor] {
+        try stateSizes.map { try Tensor.zeros([batchSize, $0], on: backend) }
+    }
+
+    /// Checks a step's input `[B, inputSize]` and state (`stateSizes`), naming the cell.
+    func checkStep(_ input: Tensor, _ state: [Tensor]) throws {
+        try KilnNN.checkStep("\(type(of: self))", input: input, inputSize: inputSize, state: state, sizes: stateSizes)
+    }
+
+    /// The output of one step `[B, inputSize]` from the initial state (the extended cells' `callAsFunction`).
+    func outputFromInitialState(_ input: Tensor) throws -> Tensor {
+        let batch = input.rank == 2 ? input.shape[0] : 0
+        return try step(input, state: initialState(batchSize: batch, on: input.backend), time: 0)[0]
+    }
+
     /// Runs the cell over `sequence` `[T, B, inputSize]` (time first) from `initialState` (zeros when
     /// nil): the outputs `h_0 … h_{T−1}` stacked to `[T, B, hiddenSize]` and the final state.
     ///
@@ -122,6 +139,8 @@ public final class RNNCell: RecurrentCell {
                                        slot: 0, on: backend)
     }
 
+    public var stateSizes: [Int] { [hiddenSize] }
+
     public var ownParameters: [(name: String, parameter: Parameter)] { weights.named("") }
 
     /// `h'` from input `[B, I]` (or `[I]`) and hidden `[B, H]` (or `[H]`; zeros when nil).
@@ -139,13 +158,10 @@ public final class RNNCell: RecurrentCell {
     /// `h'` from a zero hidden state.
     public func callAsFunction(_ input: Tensor) throws -> Tensor { try self(input, hidden: nil) }
 
-    public func initialState(batchSize: Int, on backend: any Backend) throws -> [Tensor] {
-        [try Tensor.zeros([batchSize, hiddenSize], on: backend)]
-    }
 
     /// State `[h]`.
     public func step(_ input: Tensor, state: [Tensor], time: Int) throws -> [Tensor] {
-        try checkStep("RNNCell", input: input, inputSize: inputSize, state: state, sizes: [hiddenSize])
+        try checkStep(input, state)
         return [try self(input, hidden: state[0])]
     }
 }
@@ -177,6 +193,8 @@ public final class LSTMCell: RecurrentCell {
                                        slot: 0, on: backend)
     }
 
+    public var stateSizes: [Int] { [hiddenSize, hiddenSize] }
+
     public var ownParameters: [(name: String, parameter: Parameter)] { weights.named("") }
 
     /// `(h', c')` from input `[B, I]` (or `[I]`) and the state `[B, H]` (or `[H]`; zeros when nil).
@@ -195,14 +213,10 @@ public final class LSTMCell: RecurrentCell {
     /// `h'` from a zero state.
     public func callAsFunction(_ input: Tensor) throws -> Tensor { try self(input, hidden: nil, cell: nil).hidden }
 
-    public func initialState(batchSize: Int, on backend: any Backend) throws -> [Tensor] {
-        let zeros = try Tensor.zeros([batchSize, hiddenSize], on: backend)
-        return [zeros, zeros]
-    }
 
     /// State `[h, c]`.
     public func step(_ input: Tensor, state: [Tensor], time: Int) throws -> [Tensor] {
-        try checkStep("LSTMCell", input: input, inputSize: inputSize, state: state, sizes: [hiddenSize, hiddenSize])
+        try checkStep(input, state)
         let (h, c) = try self(input, hidden: state[0], cell: state[1])
         return [h, c]
     }
@@ -237,6 +251,8 @@ public final class GRUCell: RecurrentCell {
                                        slot: 0, on: backend)
     }
 
+    public var stateSizes: [Int] { [hiddenSize] }
+
     public var ownParameters: [(name: String, parameter: Parameter)] { weights.named("") }
 
     /// `h'` from input `[B, I]` (or `[I]`) and hidden `[B, H]` (or `[H]`; zeros when nil).
@@ -254,13 +270,10 @@ public final class GRUCell: RecurrentCell {
     /// `h'` from a zero hidden state.
     public func callAsFunction(_ input: Tensor) throws -> Tensor { try self(input, hidden: nil) }
 
-    public func initialState(batchSize: Int, on backend: any Backend) throws -> [Tensor] {
-        [try Tensor.zeros([batchSize, hiddenSize], on: backend)]
-    }
 
     /// State `[h]`.
     public func step(_ input: Tensor, state: [Tensor], time: Int) throws -> [Tensor] {
-        try checkStep("GRUCell", input: input, inputSize: inputSize, state: state, sizes: [hiddenSize])
+        try checkStep(input, state)
         return [try self(input, hidden: state[0])]
     }
 }

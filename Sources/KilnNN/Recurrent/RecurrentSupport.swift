@@ -35,6 +35,26 @@ public struct RecurrentWeights {
         biasHH = bias ? try make([gates * hiddenSize], 3) : nil
     }
 
+    /// Weights made elsewhere (the extended cells).
+    init(weightIH: Parameter, weightHH: Parameter, biasIH: Parameter?, biasHH: Parameter?) {
+        self.weightIH = weightIH
+        self.weightHH = weightHH
+        self.biasIH = biasIH
+        self.biasHH = biasHH
+    }
+
+    /// `G` gate blocks for the extended cells, every tensor `U(−1/√H, 1/√H)` from the next streams of `p`.
+    init(gates: Int, inputSize: Int, hiddenSize: Int, bias: Bool, _ p: inout SeededParameters) throws {
+        let bound = 1 / Double(hiddenSize).squareRoot()
+        self.init(weightIH: try p.uniform([gates * hiddenSize, inputSize], bound: bound),
+                  weightHH: try p.uniform([gates * hiddenSize, hiddenSize], bound: bound),
+                  biasIH: bias ? try p.uniform([gates * hiddenSize], bound: bound) : nil,
+                  biasHH: bias ? try p.uniform([gates * hiddenSize], bound: bound) : nil)
+    }
+
+    /// `x·W_ihᵀ + b_ih + b_hh` for x `[B, I]`: `[B, G·H]` (both biases folded).
+    func projectInput(_ x: Tensor) throws -> Tensor { try RecurrentKind.lstm.projectInput(x, self) }
+
     /// The parameters under PyTorch's names with `suffix` (`""` for a cell, `"_l0"`, `"_l1_reverse"`).
     func named(_ suffix: String) -> [(name: String, parameter: Parameter)] {
         var out: [(name: String, parameter: Parameter)] = [("weight_ih" + suffix, weightIH), ("weight_hh" + suffix, weightHH)]
@@ -109,4 +129,48 @@ enum RecurrentKind: Equatable, Sendable {
             return (hNext, nil)
         }
     }
+}
+
+/// Seeded parameters of the extended cells: the k-th tensor made comes from the Philox stream of
+/// `Initializer.derivedSeed(seed, stream: k)`, so the same seed gives the same cell on every backend.
+struct SeededParameters {
+    let seed: UInt64
+    let backend: any Backend
+    private var stream: UInt64 = 0
+
+    init(seed: UInt64, on backend: any Backend) {
+        self.seed = seed
+        self.backend = backend
+    }
+
+    /// The next stream's seed.
+    mutating func nextSeed() -> UInt64 {
+        defer { stream += 1 }
+        return Initializer.derivedSeed(seed, stream: stream)
+    }
+
+    /// `U(low, high)` of `shape`.
+    mutating func uniform(_ shape: [Int], low: Double, high: Double) throws -> Parameter {
+        Parameter(try Tensor.uniform(shape, low: Float(low), high: Float(high), seed: nextSeed(), on: backend))
+    }
+
+    /// `U(−bound, bound)` of `shape`.
+    mutating func uniform(_ shape: [Int], bound: Double) throws -> Parameter {
+        try uniform(shape, low: -bound, high: bound)
+    }
+}
+
+/// `x·Wᵀ (+ b)` for x `[B, in]`, W `[out, in]`, b `[out]`.
+func affine(_ x: Tensor, _ weight: Parameter, _ bias: Parameter?) throws -> Tensor {
+    let y = try matmul(x, weight.value, transposeB: true)
+    return try bias.map { try y + $0.value } ?? y
+}
+
+/// The `blocks` row blocks of `[B, blocks·H]` (or of a weight `[blocks·H, …]` along axis 0) as separate tensors.
+func splitBlocks(_ t: Tensor, _ blocks: Int, axis: Int = 1) throws -> [Tensor] {
+    var shape = t.shape
+    let size = shape[axis] / blocks
+    shape[axis] = size
+    shape.insert(blocks, at: axis)
+    return try t.reshaped(to: shape).unstacked(axis: axis)
 }

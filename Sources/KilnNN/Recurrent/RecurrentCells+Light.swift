@@ -179,7 +179,8 @@ public final class QRNNCell: RecurrentCell {
         let gates = try splitBlocks(affine(columns, weight, bias), 3)
         let z = try tanh(gates[0]), f = try sigmoid(gates[1]), o = try sigmoid(gates[2])
         let cNext: Tensor = try z + f * (state[1] - z)
-        return [try o * cNext, cNext, input] + past.dropLast()
+        let hNext: Tensor = try o * cNext
+        return window == 1 ? [hNext, cNext] : [hNext, cNext, input] + past.dropLast()
     }
 }
 

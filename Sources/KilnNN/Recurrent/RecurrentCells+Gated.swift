@@ -233,6 +233,6 @@ public final class MogrifierLSTMCell: RecurrentCell {
             }
         }
         let (hNext, cNext) = try RecurrentKind.lstm.step(weights.projectInput(x), hidden: h, cell: state[1], weights)
-        return [hNext, try cNext ?? state[1]]
+        return [hNext, cNext ?? state[1]]
     }
 }

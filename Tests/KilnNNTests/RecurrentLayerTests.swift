@@ -119,7 +119,7 @@ struct RecurrentLayerTests {
         #expect(try first.scalars() != second.scalars(), "a new mask per call")
         let firstCPU = try halfCPU(x.to(CPUBackend.shared))
         try rnnCheck(first, try rnnDoubles(firstCPU), Tolerance(absolute: 1e-5, relative: 1e-5), "the same masks as on the CPU")
-        let evalOut = try plain.output
+        let evalOut = plain.output
         #expect(mismatch(try first.scalars(), evalOut, tolerance: recurrentForwardTolerance) != nil, "dropout changes the output")
         try first.sum().backward()
         #expect(xg.gradient?.shape == x.shape)
@@ -227,5 +227,55 @@ struct RecurrentLayerTests {
         let (first, final) = (losses[0], losses.suffix(5).reduce(0, +) / 5)
         #expect(first > 0.1, "the task is not trivial at initialisation: \(first)")
         #expect(final < 0.1 * first, "\(tb): loss \(first) → \(final)")
+    }
+
+    @Test("LSTM language model: logits equal the Float64 oracle of embedding → LSTM → decoder; it learns a periodic sequence",
+          arguments: TestBackend.all)
+    func languageModel(_ tb: TestBackend) throws {
+        let b = tb.backend
+        let (vocabulary, embed, hidden) = (5, 3, 6)
+        let model = try LSTMLanguageModel(vocabularySize: vocabulary, embeddingSize: embed, hiddenSize: hidden, seed: 4, on: b)
+        #expect(model.namedParameters().map(\.name) == ["embedding.weight", "lstm.weight_ih_l0", "lstm.weight_hh_l0",
+                                                        "lstm.bias_ih_l0", "lstm.bias_hh_l0", "decoder.weight", "decoder.bias"])
+        // Two sequences with period 4: 0 1 2 3 0 1 … and 1 2 3 4 1 2 …
+        let (steps, batch) = (12, 2)
+        let ids = (0...steps).flatMap { t in [Float(t % 4), Float(t % 4 + 1)] }
+        let tokens = try Tensor(ids, shape: [steps + 1, batch], on: b)
+        let input = try tokens.sliced(axis: 0, start: 0, end: steps)
+        let logits = try model(input)
+        #expect(logits.shape == [steps, batch, vocabulary])
+        let p = try rnnParameters(model)
+        let table = p["embedding.weight"] ?? []
+        let x = ids.prefix(steps * batch).flatMap { table[(Int($0) * embed)..<(Int($0) * embed + embed)] }
+        let lstmParams = Dictionary(uniqueKeysWithValues: p.filter { $0.key.hasPrefix("lstm.") }.map { (String($0.key.dropFirst(5)), $0.value) })
+        let h = RecurrentOracle.layers(.lstm, layers: 1, directions: 1, steps: steps, batch: batch, inputSize: embed,
+                                       hiddenSize: hidden, params: lstmParams, x: x, h0: nil, c0: nil).output
+        let (w, bias) = (p["decoder.weight"] ?? [], p["decoder.bias"] ?? [])
+        var expected: [Double] = [], loss = 0.0
+        for r in 0..<(steps * batch) {
+            let row = (0..<vocabulary).map { v in (0..<hidden).reduce(bias[v]) { $0 + w[v * hidden + $1] * h[r * hidden + $1] } }
+            expected += row
+            let target = Int(ids[r + batch])
+            let top = row.max() ?? 0
+            loss += Foundation.log(row.map { Foundation.exp($0 - top) }.reduce(0, +)) + top - row[target]
+        }
+        try rnnCheck(logits, expected, recurrentForwardTolerance, "language-model logits")
+        let initial = try model.loss(tokens)
+        try rnnCheck(initial, [loss / Double(steps * batch)], recurrentForwardTolerance, "mean next-token cross-entropy")
+        #expect(throws: TensorError.self) { try model.loss(tokens.sliced(axis: 0, start: 0, end: 1)) }
+        #expect(throws: TensorError.self) { try model(Tensor([7, 1], shape: [1, 2], on: b)) }
+
+        let optimizer = try Adam(model.parameters(), learningRate: 0.05)
+        var last: Float = 0
+        for _ in 0..<60 {
+            let l = try model.loss(tokens)
+            last = try l.item()
+            try l.backward()
+            try clipGradientNorm(model.parameters(), maxNorm: 1)
+            try optimizer.step()
+            optimizer.zeroGradients()
+        }
+        let start = try initial.item()
+        #expect(Double(last) < 0.1 * Double(start), "\(tb): cross-entropy \(start) → \(last)")
     }
 }

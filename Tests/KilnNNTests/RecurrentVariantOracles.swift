@@ -298,4 +298,36 @@ enum VariantOracle {
             return [out]
         }
     }
+
+    static func hyperLSTM(inputSize ni: Int, hiddenSize nh: Int, hyperSize nhh: Int, embeddingSize nz: Int) -> Step {
+        { p, x, s, nb, _ in
+            var hyperInput: [Double] = []
+            for b in 0..<nb { hyperInput += s[0][(b * nh)..<((b + 1) * nh)] + x[(b * ni)..<((b + 1) * ni)] }
+            let hyper = RecurrentOracle.step(.lstm, x: hyperInput, h: s[2], c: s[3], batch: nb, inputSize: nh + ni,
+                                             hiddenSize: nhh, params: child(p, "hyper."), suffix: "")
+            let (wih, whh, bias) = (p["weight_ih"]!, p["weight_hh"]!, p["bias"]!)
+            let (whz, bhz) = (p["weight_hz"]!, p["bias_hz"]!)
+            let (wzh, wzx, wzb) = (p["weight_zh"]!, p["weight_zx"]!, p["weight_zb"]!)
+            var h2 = [Double](repeating: 0, count: nb * nh), c2 = h2
+            for b in 0..<nb {
+                // z[(term·4 + gate)·N_z + q], terms h, x, b.
+                let z = (0..<(12 * nz)).map { r in dot(whz, hyper.h, row: r, cols: nhh, b: b) + bhz[r] }
+                func scaled(_ w: [Double], _ term: Int, _ y: Int, _ j: Int) -> Double {
+                    (0..<nz).reduce(0) { $0 + w[(y * nh + j) * nz + $1] * z[(term * 4 + y) * nz + $1] }
+                }
+                for j in 0..<nh {
+                    func gate(_ y: Int) -> Double {
+                        let row = y * nh + j
+                        return scaled(wzh, 0, y, j) * dot(whh, s[0], row: row, cols: nh, b: b)
+                            + scaled(wzx, 1, y, j) * dot(wih, x, row: row, cols: ni, b: b) + scaled(wzb, 2, y, j) + bias[row]
+                    }
+                    let i = sigmoid(gate(0)), f = sigmoid(gate(1)), g = Foundation.tanh(gate(2)), o = sigmoid(gate(3))
+                    let cn = f * s[1][b * nh + j] + i * g
+                    c2[b * nh + j] = cn
+                    h2[b * nh + j] = o * Foundation.tanh(cn)
+                }
+            }
+            return [h2, c2, hyper.h, hyper.c]
+        }
+    }
 }

@@ -22,6 +22,7 @@ public protocol RecurrentCell: Module {
 }
 
 extension RecurrentCell {
+    /// Zeros `[batchSize, size]` for each of `stateSizes`.
     public func initialState(batchSize: Int, on backend: any Backend) throws -> [Tensor] {
         try stateSizes.map { try Tensor.zeros([batchSize, $0], on: backend) }
     }

@@ -73,12 +73,12 @@ func checkStep(_ cell: String, input: Tensor, inputSize: Int, state: [Tensor], s
     for (k, (s, size)) in zip(state, sizes).enumerated() where s.shape != [batch, size] {
         throw TensorError(.shapeMismatch, op: cell, "state tensor \(k) must be [\(batch), \(size)], got \(s.shape)")
     }
-    try input.requireBackend(of: state, op: cell)
+    try input.checkBackends(state, op: cell)
 }
 
 extension Tensor {
     /// Throws `backendMismatch` naming `op` when one of `others` lives on another backend.
-    func requireBackend(of others: [Tensor], op: String) throws {
+    func checkBackends(_ others: [Tensor], op: String) throws {
         for t in others where t.backend !== backend {
             throw TensorError(.backendMismatch, op: op,
                               "tensors live on different backends (\(backend.name) and \(t.backend.name)); copy one with to(_:)")
@@ -150,7 +150,7 @@ public final class RNNCell: RecurrentCell {
         let (x, state, squeeze) = try batchedCellInput("RNNCell", input, inputSize: inputSize, hiddenSize: hiddenSize,
                                                        state: [hidden])
         let h = try state[0] ?? Tensor.zeros([x.shape[0], hiddenSize], on: x.backend)
-        try x.requireBackend(of: [h], op: "RNNCell")
+        try x.checkBackends([h], op: "RNNCell")
         let kind = RecurrentKind.rnn(nonlinearity)
         let (next, _) = try kind.step(kind.projectInput(x, weights), hidden: h, cell: nil, weights)
         return squeeze ? try next.squeezed(axis: 0) : next
@@ -204,7 +204,7 @@ public final class LSTMCell: RecurrentCell {
         let (x, state, squeeze) = try batchedCellInput("LSTMCell", input, inputSize: inputSize, hiddenSize: hiddenSize,
                                                        state: [hidden, cell])
         let h = try state[0] ?? Tensor.zeros([x.shape[0], hiddenSize], on: x.backend)
-        try x.requireBackend(of: [h] + (state[1].map { [$0] } ?? []), op: "LSTMCell")
+        try x.checkBackends([h] + (state[1].map { [$0] } ?? []), op: "LSTMCell")
         let (hNext, cNext) = try RecurrentKind.lstm.step(RecurrentKind.lstm.projectInput(x, weights), hidden: h,
                                                          cell: state[1], weights)
         guard let cNext else { throw TensorError(.invalidArgument, op: "LSTMCell", "internal: no cell state") }
@@ -262,7 +262,7 @@ public final class GRUCell: RecurrentCell {
         let (x, state, squeeze) = try batchedCellInput("GRUCell", input, inputSize: inputSize, hiddenSize: hiddenSize,
                                                        state: [hidden])
         let h = try state[0] ?? Tensor.zeros([x.shape[0], hiddenSize], on: x.backend)
-        try x.requireBackend(of: [h], op: "GRUCell")
+        try x.checkBackends([h], op: "GRUCell")
         let (next, _) = try RecurrentKind.gru.step(RecurrentKind.gru.projectInput(x, weights), hidden: h, cell: nil,
                                                    weights)
         return squeeze ? try next.squeezed(axis: 0) : next

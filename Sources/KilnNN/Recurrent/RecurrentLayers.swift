@@ -125,7 +125,7 @@ public class RecurrentLayer: Module {
                 throw TensorError(.shapeMismatch, op: name,
                                   "expects the initial \(what) state \(stateShape) for input \(input.shape), got \(state.shape)")
             }
-            try input.requireBackend(of: [state], op: name)
+            try input.checkBackends([state], op: name)
             return try (unbatched ? state.unsqueezed(axis: 1) : state).unstacked(axis: 0)
         }
         let h0 = try initial(hidden, "hidden")

@@ -79,6 +79,7 @@ private let forwardCases: [RecurrentCase] = [
     RecurrentCase(kind: .gru, layers: 1, bias: false, steps: 5, batch: 1),
     RecurrentCase(kind: .gru, layers: 3, unbatched: true),
     RecurrentCase(kind: .tanh, layers: 2, withHidden: true),
+    RecurrentCase(kind: .tanh, layers: 3, bias: false, withHidden: true),
     RecurrentCase(kind: .relu, layers: 1, bidirectional: true, bias: false, unbatched: true, withHidden: true),
     RecurrentCase(kind: .tanh, layers: 1, bidirectional: true, batchFirst: true, steps: 1, batch: 2),
 ]

@@ -101,17 +101,8 @@ public struct DataLoader: Sendable {
     /// consecutive words make a 64-bit value (the first in the high half), and `j` is drawn from
     /// it by Lemire's multiply-and-reject method, so it is exactly uniform.
     public func order(epoch: Int) -> [Int] {
-        let n = sampleCount
-        var order = Array(0..<n)
-        guard shuffle, n > 1 else { return order }
-        var words = PhiloxWords(seed: seed, stream: UInt64(bitPattern: Int64(epoch)))
-        var i = n - 1
-        while i > 0 {
-            let j = words.uniform(below: UInt64(i + 1))
-            order.swapAt(i, Int(j))
-            i -= 1
-        }
-        return order
+        guard shuffle else { return Array(0..<sampleCount) }
+        return philoxPermutation(sampleCount, seed: seed, stream: UInt64(bitPattern: Int64(epoch)))
     }
 
     /// The batches of epoch `epoch` (numbered from 0), in order.
@@ -206,6 +197,19 @@ public struct DataLoader: Sendable {
              try Tensor(labelValues, shape: [labelValues.count], on: backend))
         }
     }
+}
+
+/// A Fisher–Yates permutation of `0..<n` driven by `PhiloxWords(seed:stream:)`: for `i` from
+/// `n − 1` down to 1, swap element `i` with element `j`, `j` uniform in `0...i`.
+func philoxPermutation(_ n: Int, seed: UInt64, stream: UInt64) -> [Int] {
+    var order = Array(0..<n)
+    var words = PhiloxWords(seed: seed, stream: stream)
+    var i = n - 1
+    while i > 0 {
+        order.swapAt(i, Int(words.uniform(below: UInt64(i + 1))))
+        i -= 1
+    }
+    return order
 }
 
 /// A stream of 32-bit words from Philox-4x32-10: word `w` is word `w % 4` of the block for

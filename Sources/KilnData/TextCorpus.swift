@@ -221,13 +221,7 @@ public func trainValidationSplit<Element>(_ items: [Element], validationFraction
                            "validationFraction must be in [0, 1], got \(validationFraction)")
     }
     let n = items.count
-    var order = Array(0..<n)
-    var words = PhiloxWords(seed: seed, stream: 0)
-    var i = n - 1
-    while i > 0 {
-        order.swapAt(i, Int(words.uniform(below: UInt64(i + 1))))
-        i -= 1
-    }
+    let order = philoxPermutation(n, seed: seed, stream: 0)
     let validationCount = min(n, Int((Double(n) * validationFraction).rounded()))
     var isValidation = [Bool](repeating: false, count: n)
     for index in order.prefix(validationCount) { isValidation[index] = true }

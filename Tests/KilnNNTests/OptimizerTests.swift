@@ -379,7 +379,7 @@ struct OptimizerCase: CustomStringConvertible, Sendable {
             return (opt, oracles)
         case "LAMB":
             return (try LAMB(ps, learningRate: 0.01, weightDecay: 0.01), refs { LAMBRef(lr: 0.01, b1: 0.9, b2: 0.999, eps: 1e-6, wd: 0.01) })
-        default: fatalError("unknown optimizer case \(description)")
+        default: throw TensorError(.invalidArgument, op: "OptimizerCase", "unknown case \(description)")
         }
     }
 }

@@ -151,7 +151,7 @@ public final class Adafactor: Optimizer {
     /// Restores `stateDictionary()` output. A parameter's statistics may be absent (never
     /// stepped); present ones must have the right shapes.
     public func loadStateDictionary(_ state: OptimizerState) throws {
-        let reader = SecondOrderStateReader(state: state, op: "Adafactor")
+        let reader = OptimizerStateReader(op: "Adafactor", state: state)
         let step = try reader.count("step")
         let lr = try reader.learningRate(default: learningRate)
         var rows = rowVariance, columns = columnVariance, variances = variance

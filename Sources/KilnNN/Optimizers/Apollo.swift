@@ -173,7 +173,7 @@ public final class Apollo: Optimizer {
 
     /// Restores `stateDictionary()` output; a parameter's three tensors are all present or all absent.
     public func loadStateDictionary(_ state: OptimizerState) throws {
-        let reader = SecondOrderStateReader(state: state, op: "Apollo")
+        let reader = OptimizerStateReader(op: "Apollo", state: state)
         let step = try reader.count("step")
         let lr = try reader.learningRate(default: learningRate)
         var averages = average, hessians = hessian, directions = direction

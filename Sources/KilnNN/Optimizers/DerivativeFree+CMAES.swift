@@ -233,7 +233,7 @@ public final class CMAES: Optimizer {
         let n = dimension
         var s: [String: Double] = ["step": Double(stepCount), "lr": learningRate, "sigma": stepSize,
                                    "dimension": Double(n), "population_size": Double(populationSize)]
-        s.merge(SavedStateReader.seedEntries(seed)) { $1 }
+        s.merge(OptimizerStateReader.seedEntries(seed)) { $1 }
         for i in 0..<n {
             s["mean.\(i)"] = mean[i]
             s["path_sigma.\(i)"] = sigmaPath[i]
@@ -251,10 +251,10 @@ public final class CMAES: Optimizer {
     /// changed (they are saved with the model).
     /// - Throws: `TensorError` for a missing, non-finite or mismatched entry; nothing changes then.
     public func loadStateDictionary(_ state: OptimizerState) throws {
-        let r = SavedStateReader(op: "CMAES", state: state)
+        let r = OptimizerStateReader(op: "CMAES", state: state)
         let n = dimension
         let step = try r.integer("step")
-        let lr = try r.learningRate()
+        let lr = try r.learningRate(positive: true)
         let sigma = try r.scalar("sigma")
         guard sigma > 0 else { throw TensorError(.invalidArgument, op: "CMAES", "state sigma must be positive, got \(sigma)") }
         _ = try r.integer("dimension", minimum: 1, expected: n)

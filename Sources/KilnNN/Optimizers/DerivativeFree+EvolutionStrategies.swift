@@ -129,16 +129,16 @@ public final class EvolutionStrategies: Optimizer {
         var scalars: [String: Double] = ["step": Double(stepCount), "lr": learningRate, "noise_std": noiseStandardDeviation,
                                          "perturbation_pairs": Double(perturbationPairs),
                                          "fitness_shaping": fitnessShaping == .none ? 0 : 1]
-        scalars.merge(SavedStateReader.seedEntries(seed)) { $1 }
+        scalars.merge(OptimizerStateReader.seedEntries(seed)) { $1 }
         return OptimizerState(scalars: scalars)
     }
 
     /// Restores a state from `stateDictionary()`; σ, K and the shaping must match.
     /// - Throws: `TensorError` for a missing, non-finite or mismatched entry; nothing changes then.
     public func loadStateDictionary(_ state: OptimizerState) throws {
-        let r = SavedStateReader(op: "EvolutionStrategies", state: state)
+        let r = OptimizerStateReader(op: "EvolutionStrategies", state: state)
         let step = try r.integer("step")
-        let lr = try r.learningRate()
+        let lr = try r.learningRate(positive: true)
         guard try r.scalar("noise_std") == noiseStandardDeviation else {
             throw TensorError(.invalidArgument, op: "EvolutionStrategies",
                               "state noise_std \(state.scalars["noise_std"]!) differs from this optimizer's \(noiseStandardDeviation)")

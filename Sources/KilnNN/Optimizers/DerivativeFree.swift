@@ -105,7 +105,7 @@ final class DerivativeFreeEngine {
     }
 
     /// The inverse of `savedColumns`: the pieces "<k>.<name>" joined into `[m, P]`.
-    func loadedColumns(_ r: SavedStateReader, _ name: String, rows m: Int) throws -> Tensor {
+    func loadedColumns(_ r: OptimizerStateReader, _ name: String, rows m: Int) throws -> Tensor {
         let pieces = try r.pieces(name, leading: [m], parameters: parameters, on: backend)
         return try withoutGradients {
             try Tensor.concatenated(zip(pieces, counts).map { try $0.reshaped(to: [m, $1]) }, axis: 1)
@@ -126,10 +126,7 @@ final class DerivativeFreeEngine {
     }
 
     func requireFinite(_ value: Double, _ name: String, positive: Bool = false, nonNegative: Bool = false) throws {
-        if !value.isFinite || (positive && value <= 0) || (nonNegative && value < 0) {
-            let rule = positive ? "finite and positive" : nonNegative ? "finite and ≥ 0" : "finite"
-            throw TensorError(.invalidArgument, op: op, "\(name) must be \(rule), got \(value)")
-        }
+        try checkHyperparameter(op, name, value, atLeast: nonNegative ? 0 : nil, above: positive ? 0 : nil)
     }
 }
 
@@ -267,7 +264,7 @@ public final class ParticleSwarm: Optimizer {
     /// ([S] + the parameter's shape).
     public func stateDictionary() throws -> OptimizerState {
         var scalars: [String: Double] = ["step": Double(stepCount), "lr": learningRate, "swarm_size": Double(swarmSize)]
-        scalars.merge(SavedStateReader.seedEntries(seed)) { $1 }
+        scalars.merge(OptimizerStateReader.seedEntries(seed)) { $1 }
         var tensors: [String: Tensor] = [:]
         if let positions, let velocities, let personalBests {
             tensors.merge(try engine.savedColumns("positions", positions)) { $1 }
@@ -282,7 +279,7 @@ public final class ParticleSwarm: Optimizer {
     /// not changed (they are saved with the model).
     /// - Throws: `TensorError` for a missing, non-finite or mismatched entry; nothing changes then.
     public func loadStateDictionary(_ state: OptimizerState) throws {
-        let r = SavedStateReader(op: "ParticleSwarm", state: state)
+        let r = OptimizerStateReader(op: "ParticleSwarm", state: state)
         let step = try r.integer("step")
         guard let lr = state.scalars["lr"], !lr.isNaN else {
             throw TensorError(.invalidArgument, op: "ParticleSwarm", "state has no valid scalar \"lr\"")

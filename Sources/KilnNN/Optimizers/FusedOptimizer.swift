@@ -53,7 +53,7 @@ public class FusedOptimizer: Optimizer {
 
     /// The fused update of parameter `index` at its step `t` (1-based). Subclasses override.
     func update(_ index: Int, step t: Int) throws -> FusedUpdate {
-        fatalError("\(name) must override update(_:step:)")
+        throw TensorError(.invalidArgument, op: name, "has no fused update rule")
     }
 
     /// Called after the fused pass of parameter `index` with the pass's result (the new θ for
@@ -95,25 +95,14 @@ public class FusedOptimizer: Optimizer {
     /// the ones this optimizer was made with.
     public func loadStateDictionary(_ saved: OptimizerState) throws {
         let op = "\(name).loadStateDictionary"
-        func scalar(_ key: String) throws -> Double {
-            guard let v = saved.scalars[key] else { throw TensorError(.invalidArgument, op: op, "missing scalar '\(key)'") }
-            return v
-        }
-        func count(_ key: String) throws -> Int {
-            let v = try scalar(key)
-            guard v >= 0, v == v.rounded(), v < 1e15 else {
-                throw TensorError(.invalidArgument, op: op, "'\(key)' must be a whole number ≥ 0, got \(v)")
-            }
-            return Int(v)
-        }
-        let lr = try scalar("lr")
-        try checkHyperparameter(op, "lr", lr, atLeast: 0)
-        let steps = try count("step")
+        let reader = OptimizerStateReader(op: op, state: saved)
+        let lr = try reader.learningRate()
+        let steps = try reader.count("step")
         var newSteps: [Int] = []
         var newState: [[Tensor]?] = []
         var expected = Set<String>()
         for (i, p) in parameters.enumerated() {
-            newSteps.append(try count("\(i).step"))
+            newSteps.append(try reader.count("\(i).step"))
             let keys = stateNames.map { "\(i).\($0)" }
             let present = keys.filter { saved.tensors[$0] != nil }
             if present.isEmpty {
@@ -124,14 +113,7 @@ public class FusedOptimizer: Optimizer {
                 let missing = keys.filter { saved.tensors[$0] == nil }
                 throw TensorError(.invalidArgument, op: op, "parameter \(i) has partial state: missing \(missing)")
             }
-            var tensors: [Tensor] = []
-            for key in keys {
-                let t = saved.tensors[key]!
-                guard t.shape == p.shape else {
-                    throw TensorError(.shapeMismatch, op: op, "'\(key)' has shape \(t.shape), parameter \(i) has \(p.shape)")
-                }
-                tensors.append(try t.to(p.value.backend).cloned())
-            }
+            let tensors = try keys.map { try reader.tensor($0, shape: p.shape, on: p.value.backend) }
             expected.formUnion(keys)
             newState.append(tensors)
         }
@@ -146,17 +128,21 @@ public class FusedOptimizer: Optimizer {
     }
 }
 
-/// Throws `.invalidArgument` naming `what` unless `value` is finite and ≥ `atLeast`
-/// (and < `below` / ≤ `atMost` when given).
+/// Throws `.invalidArgument` naming `what` unless `value` is finite, ≥ `atLeast`, > `above`,
+/// < `below` and ≤ `atMost` (each bound only when given). The one hyperparameter check of the
+/// optimizers and their helpers.
 func checkHyperparameter(_ op: String, _ what: String, _ value: Double, atLeast low: Double? = nil,
-                         below high: Double? = nil, atMost max: Double? = nil) throws {
+                         above lowExclusive: Double? = nil, below high: Double? = nil,
+                         atMost max: Double? = nil) throws {
     var ok = value.isFinite
     if let low, !(value >= low) { ok = false }
+    if let lowExclusive, !(value > lowExclusive) { ok = false }
     if let high, !(value < high) { ok = false }
     if let max, !(value <= max) { ok = false }
     guard ok else {
         var range: [String] = []
         if let low { range.append("≥ \(low)") }
+        if let lowExclusive { range.append("> \(lowExclusive)") }
         if let high { range.append("< \(high)") }
         if let max { range.append("≤ \(max)") }
         throw TensorError(.invalidArgument, op: op,

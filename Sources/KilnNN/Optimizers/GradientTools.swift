@@ -16,18 +16,23 @@ public func clipGradientNorm(_ parameters: [Parameter], maxNorm: Double, normTyp
     }
     let gradients = parameters.compactMap { p in p.gradient.map { (p, $0) } }
     guard !gradients.isEmpty else { return 0 }
+    // One partial per gradient on its backend, then a single read back to the host.
     let total: Double = try withoutGradients {
-        var parts: [Double] = []
-        for (_, g) in gradients where g.count > 0 {
-            let a = try abs(g)
+        let first = gradients[0].1.backend
+        let partials: [Tensor] = try gradients.compactMap { _, g in
+            guard g.count > 0 else { return nil }
+            let part: Tensor
             if normType == .infinity {
-                parts.append(Double(try a.max().item()))
+                part = try abs(g).max()
             } else if normType == 2 {
-                parts.append(Double(try (g * g).sum().item()))
+                part = try (g * g).sum()
             } else {
-                parts.append(Double(try pow(a, Float(normType)).sum().item()))
+                part = try pow(try abs(g), Float(normType)).sum()
             }
+            return try part.reshaped(to: [1]).to(first)
         }
+        guard !partials.isEmpty else { return 0 }
+        let parts = try Tensor.concatenated(partials, axis: 0).scalars().map(Double.init)
         if normType == .infinity { return parts.max() ?? 0 }
         let sum = parts.reduce(0, +)
         return normType == 2 ? sum.squareRoot() : pow(sum, 1 / normType)

@@ -237,7 +237,7 @@ public final class KFAC: Optimizer {
     /// Restores `stateDictionary()` output; a layer's four factors are all present or all absent.
     /// Captured inputs and gradients are not part of the state and are discarded.
     public func loadStateDictionary(_ state: OptimizerState) throws {
-        let reader = SecondOrderStateReader(state: state, op: "KFAC")
+        let reader = OptimizerStateReader(op: "KFAC", state: state)
         let step = try reader.count("step")
         let lr = try reader.learningRate(default: learningRate)
         var a = factorA, g = factorG, aInv = inverseA, gInv = inverseG, counts = statisticsCount

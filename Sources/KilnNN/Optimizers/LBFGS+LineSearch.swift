@@ -136,7 +136,7 @@ extension LBFGS {
     /// Restores `stateDictionary()` output. After at least one iteration (`"n_iter"` > 0) the
     /// direction, previous gradient and loss, step length and every history pair must be present.
     public func loadStateDictionary(_ state: OptimizerState) throws {
-        let reader = SecondOrderStateReader(state: state, op: "LBFGS")
+        let reader = OptimizerStateReader(op: "LBFGS", state: state)
         let b = parameters[0].value.backend
         let n = FlatParameters.count(parameters)
         let step = try reader.count("step")

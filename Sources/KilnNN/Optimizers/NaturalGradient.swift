@@ -99,7 +99,7 @@ public final class NaturalGradient: Optimizer {
     }
 
     public func loadStateDictionary(_ state: OptimizerState) throws {
-        let reader = SecondOrderStateReader(state: state, op: "NaturalGradient")
+        let reader = OptimizerStateReader(op: "NaturalGradient", state: state)
         let step = try reader.count("step")
         learningRate = try reader.learningRate(default: learningRate)
         stepCount = step

@@ -150,7 +150,7 @@ public final class NewtonMethod: Optimizer {
     }
 
     public func loadStateDictionary(_ state: OptimizerState) throws {
-        let reader = SecondOrderStateReader(state: state, op: "NewtonMethod")
+        let reader = OptimizerStateReader(op: "NewtonMethod", state: state)
         let step = try reader.count("step")
         learningRate = try reader.learningRate(default: learningRate)
         stepCount = step

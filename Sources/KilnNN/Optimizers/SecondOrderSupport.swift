@@ -1,34 +1,19 @@
 import KilnCore
 
-/// Hyperparameter checks shared by the second-order and preconditioned optimizers: each throws
-/// `TensorError(.invalidArgument)` naming the optimizer and the value.
+/// `checkHyperparameter` bound to one optimizer's name, for the second-order and preconditioned
+/// optimizers.
 struct SecondOrderCheck {
     let op: String
 
-    func finite(_ name: String, _ value: Double) throws {
-        guard value.isFinite else {
-            throw TensorError(.invalidArgument, op: op, "\(name) must be finite, got \(value)")
-        }
-    }
+    func finite(_ name: String, _ value: Double) throws { try checkHyperparameter(op, name, value) }
 
-    func nonNegative(_ name: String, _ value: Double) throws {
-        guard value.isFinite, value >= 0 else {
-            throw TensorError(.invalidArgument, op: op, "\(name) must be finite and ≥ 0, got \(value)")
-        }
-    }
+    func nonNegative(_ name: String, _ value: Double) throws { try checkHyperparameter(op, name, value, atLeast: 0) }
 
-    func positive(_ name: String, _ value: Double) throws {
-        guard value.isFinite, value > 0 else {
-            throw TensorError(.invalidArgument, op: op, "\(name) must be finite and > 0, got \(value)")
-        }
-    }
+    func positive(_ name: String, _ value: Double) throws { try checkHyperparameter(op, name, value, above: 0) }
 
     /// `low ≤ value < high` (or ≤ `high` when `closed`).
     func inRange(_ name: String, _ value: Double, _ low: Double, _ high: Double, closed: Bool = false) throws {
-        guard value >= low, closed ? value <= high : value < high else {
-            throw TensorError(.invalidArgument, op: op,
-                              "\(name) must be in [\(low), \(high)\(closed ? "]" : ")"), got \(value)")
-        }
+        try checkHyperparameter(op, name, value, atLeast: low, below: closed ? nil : high, atMost: closed ? high : nil)
     }
 
     func atLeast(_ name: String, _ value: Int, _ low: Int) throws {
@@ -52,56 +37,6 @@ struct SecondOrderCheck {
                                   "all parameters must live on one backend (\(first.value.backend.name) and \(p.value.backend.name))")
             }
         }
-    }
-}
-
-/// Reads an `OptimizerState` with checks, so that `loadStateDictionary` can validate everything
-/// before it changes anything. Every failure throws `TensorError(.invalidArgument)` naming the key.
-struct SecondOrderStateReader {
-    let state: OptimizerState
-    let op: String
-
-    func scalar(_ key: String) throws -> Double {
-        guard let v = state.scalars[key] else {
-            throw TensorError(.invalidArgument, op: op, "state has no scalar \"\(key)\"")
-        }
-        guard v.isFinite else {
-            throw TensorError(.invalidArgument, op: op, "state scalar \"\(key)\" must be finite, got \(v)")
-        }
-        return v
-    }
-
-    /// A scalar that holds a whole number ≥ 0 (a step or history count).
-    func count(_ key: String) throws -> Int {
-        let v = try scalar(key)
-        guard v >= 0, v == v.rounded(), v < 1e15 else {
-            throw TensorError(.invalidArgument, op: op, "state scalar \"\(key)\" must be a whole number ≥ 0, got \(v)")
-        }
-        return Int(v)
-    }
-
-    /// The learning rate "lr" when present (finite, ≥ 0).
-    func learningRate(default current: Double) throws -> Double {
-        guard state.scalars["lr"] != nil else { return current }
-        let v = try scalar("lr")
-        guard v >= 0 else {
-            throw TensorError(.invalidArgument, op: op, "state scalar \"lr\" must be ≥ 0, got \(v)")
-        }
-        return v
-    }
-
-    func hasTensor(_ key: String) -> Bool { state.tensors[key] != nil }
-
-    /// A copy on `backend` of the tensor `key`, which must have `shape`.
-    func tensor(_ key: String, shape: [Int], on backend: any Backend) throws -> Tensor {
-        guard let t = state.tensors[key] else {
-            throw TensorError(.invalidArgument, op: op, "state has no tensor \"\(key)\"")
-        }
-        guard t.shape == shape else {
-            throw TensorError(.invalidArgument, op: op,
-                              "state tensor \"\(key)\" has shape \(t.shape), expected \(shape)")
-        }
-        return try t.detached().to(backend).cloned()
     }
 }
 

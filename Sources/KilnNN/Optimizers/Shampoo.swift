@@ -134,7 +134,7 @@ public final class Shampoo: Optimizer {
     /// Restores `stateDictionary()` output; a matrix parameter's four tensors are all present or
     /// all absent.
     public func loadStateDictionary(_ state: OptimizerState) throws {
-        let reader = SecondOrderStateReader(state: state, op: "Shampoo")
+        let reader = OptimizerStateReader(op: "Shampoo", state: state)
         let step = try reader.count("step")
         let lr = try reader.learningRate(default: learningRate)
         var l = left, r = right, lRoot = leftRoot, rRoot = rightRoot, h = diagonal

@@ -24,12 +24,12 @@ struct RecursiveGradientState {
 
     func saved(into tensors: inout [String: Tensor]) throws {
         if let previous, let estimate {
-            tensors.merge(try SavedStateReader.pieceEntries("previous", previous)) { $1 }
-            tensors.merge(try SavedStateReader.pieceEntries("estimate", estimate)) { $1 }
+            tensors.merge(try OptimizerStateReader.pieceEntries("previous", previous)) { $1 }
+            tensors.merge(try OptimizerStateReader.pieceEntries("estimate", estimate)) { $1 }
         }
     }
 
-    static func loaded(_ r: SavedStateReader, step: Int, engine: FiniteSumEngine) throws -> RecursiveGradientState {
+    static func loaded(_ r: OptimizerStateReader, step: Int, engine: FiniteSumEngine) throws -> RecursiveGradientState {
         guard r.has("previous") || r.has("estimate") || step > 0 else { return RecursiveGradientState() }
         return RecursiveGradientState(previous: try r.pieces("previous", parameters: engine.parameters, on: engine.backend),
                                       estimate: try r.pieces("estimate", parameters: engine.parameters, on: engine.backend))
@@ -106,7 +106,7 @@ public final class SARAH: Optimizer {
         var scalars: [String: Double] = ["step": Double(stepCount), "lr": learningRate, "batch_size": Double(batchSize),
                                          "inner_loop_length": Double(innerLoopLength),
                                          "sample_count": Double(engine.sampleCount)]
-        scalars.merge(SavedStateReader.seedEntries(seed)) { $1 }
+        scalars.merge(OptimizerStateReader.seedEntries(seed)) { $1 }
         var tensors: [String: Tensor] = [:]
         try state.saved(into: &tensors)
         return OptimizerState(tensors: tensors, scalars: scalars)
@@ -115,9 +115,9 @@ public final class SARAH: Optimizer {
     /// Restores a state from `stateDictionary()`; batch size, loop length and sample count must match.
     /// - Throws: `TensorError` for a missing, non-finite or mismatched entry; nothing changes then.
     public func loadStateDictionary(_ s: OptimizerState) throws {
-        let r = SavedStateReader(op: "SARAH", state: s)
+        let r = OptimizerStateReader(op: "SARAH", state: s)
         let step = try r.integer("step")
-        let lr = try r.learningRate()
+        let lr = try r.learningRate(positive: true)
         _ = try r.integer("batch_size", minimum: 1, expected: batchSize)
         _ = try r.integer("inner_loop_length", minimum: 1, expected: innerLoopLength)
         _ = try r.integer("sample_count", minimum: 1, expected: engine.sampleCount)
@@ -242,7 +242,7 @@ public final class SPIDER: Optimizer {
                                          "refresh_interval": Double(refreshInterval),
                                          "refresh_batch_size": Double(refreshBatchSize ?? 0),
                                          "sample_count": Double(engine.sampleCount)]
-        scalars.merge(SavedStateReader.seedEntries(seed)) { $1 }
+        scalars.merge(OptimizerStateReader.seedEntries(seed)) { $1 }
         var tensors: [String: Tensor] = [:]
         try state.saved(into: &tensors)
         return OptimizerState(tensors: tensors, scalars: scalars)
@@ -251,9 +251,9 @@ public final class SPIDER: Optimizer {
     /// Restores a state from `stateDictionary()`; batch sizes, interval and sample count must match.
     /// - Throws: `TensorError` for a missing, non-finite or mismatched entry; nothing changes then.
     public func loadStateDictionary(_ s: OptimizerState) throws {
-        let r = SavedStateReader(op: "SPIDER", state: s)
+        let r = OptimizerStateReader(op: "SPIDER", state: s)
         let step = try r.integer("step")
-        let lr = try r.learningRate()
+        let lr = try r.learningRate(positive: true)
         _ = try r.integer("batch_size", minimum: 1, expected: batchSize)
         _ = try r.integer("refresh_interval", minimum: 1, expected: refreshInterval)
         _ = try r.integer("refresh_batch_size", expected: refreshBatchSize ?? 0)

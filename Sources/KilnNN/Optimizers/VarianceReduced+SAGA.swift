@@ -88,14 +88,14 @@ public final class SAGA: Optimizer {
     public func stateDictionary() throws -> OptimizerState {
         var scalars: [String: Double] = ["step": Double(stepCount), "lr": learningRate,
                                          "sample_count": Double(engine.sampleCount)]
-        scalars.merge(SavedStateReader.seedEntries(seed)) { $1 }
+        scalars.merge(OptimizerStateReader.seedEntries(seed)) { $1 }
         var tensors: [String: Tensor] = [:]
         if let table, let tableMean {
             let stacked = try withoutGradients {
                 try (0..<parameters.count).map { k in try Tensor.stacked(table.map { $0[k] }, axis: 0) }
             }
-            tensors.merge(try SavedStateReader.pieceEntries("gradient_table", stacked)) { $1 }
-            tensors.merge(try SavedStateReader.pieceEntries("gradient_mean", tableMean)) { $1 }
+            tensors.merge(try OptimizerStateReader.pieceEntries("gradient_table", stacked)) { $1 }
+            tensors.merge(try OptimizerStateReader.pieceEntries("gradient_mean", tableMean)) { $1 }
         }
         return OptimizerState(tensors: tensors, scalars: scalars)
     }
@@ -103,9 +103,9 @@ public final class SAGA: Optimizer {
     /// Restores a state from `stateDictionary()`; the sample count must match.
     /// - Throws: `TensorError` for a missing, non-finite or mismatched entry; nothing changes then.
     public func loadStateDictionary(_ state: OptimizerState) throws {
-        let r = SavedStateReader(op: "SAGA", state: state)
+        let r = OptimizerStateReader(op: "SAGA", state: state)
         let step = try r.integer("step")
-        let lr = try r.learningRate()
+        let lr = try r.learningRate(positive: true)
         let n = try r.integer("sample_count", minimum: 1, expected: engine.sampleCount)
         let newSeed = try r.seed()
         var rows: [[Tensor]]? = nil, mean: [Tensor]? = nil

@@ -164,86 +164,7 @@ final class FiniteSumEngine {
         }
     }
 
-    func requireLearningRate(_ rate: Double) throws {
-        guard rate.isFinite, rate > 0 else {
-            throw TensorError(.invalidArgument, op: op, "learning rate must be finite and positive, got \(rate)")
-        }
-    }
-}
-
-/// Reads and validates a saved `OptimizerState` before an optimizer changes anything.
-struct SavedStateReader {
-    let op: String
-    let state: OptimizerState
-
-    func scalar(_ key: String) throws -> Double {
-        guard let v = state.scalars[key] else {
-            throw TensorError(.invalidArgument, op: op, "state has no scalar \"\(key)\"")
-        }
-        guard v.isFinite else {
-            throw TensorError(.invalidArgument, op: op, "state scalar \"\(key)\" must be finite, got \(v)")
-        }
-        return v
-    }
-
-    /// A whole number ≥ `minimum` (and equal to `expected` when given).
-    func integer(_ key: String, minimum: Int = 0, expected: Int? = nil) throws -> Int {
-        let v = try scalar(key)
-        guard v == v.rounded(), v >= Double(minimum), v < 0x1p62 else {
-            throw TensorError(.invalidArgument, op: op, "state scalar \"\(key)\" must be a whole number ≥ \(minimum), got \(v)")
-        }
-        if let expected, Int(v) != expected {
-            throw TensorError(.invalidArgument, op: op,
-                              "state scalar \"\(key)\" is \(Int(v)) but this optimizer has \(expected)")
-        }
-        return Int(v)
-    }
-
-    func learningRate() throws -> Double {
-        let lr = try scalar("lr")
-        guard lr > 0 else { throw TensorError(.invalidArgument, op: op, "state learning rate must be positive, got \(lr)") }
-        return lr
-    }
-
-    /// The seed saved as "seed_low" and "seed_high" (32 bits each; a Double cannot hold 64).
-    func seed() throws -> UInt64 {
-        let low = try integer("seed_low"), high = try integer("seed_high")
-        guard low <= Int(UInt32.max), high <= Int(UInt32.max) else {
-            throw TensorError(.invalidArgument, op: op, "state seed halves must be 32-bit, got \(low) and \(high)")
-        }
-        return UInt64(high) << 32 | UInt64(low)
-    }
-
-    /// The tensor `key` with `shape`, moved to `backend`.
-    func tensor(_ key: String, shape: [Int], on backend: any Backend) throws -> Tensor {
-        guard let t = state.tensors[key] else {
-            throw TensorError(.invalidArgument, op: op, "state has no tensor \"\(key)\"")
-        }
-        guard t.shape == shape else {
-            throw TensorError(.shapeMismatch, op: op, "state tensor \"\(key)\" has shape \(t.shape), expected \(shape)")
-        }
-        return try t.detached().to(backend)
-    }
-
-    /// One tensor "<k>.<name>" per parameter, shaped `leading + parameter shape`.
-    func pieces(_ name: String, leading: [Int] = [], parameters: [Parameter], on backend: any Backend) throws -> [Tensor] {
-        try parameters.enumerated().map { k, p in try tensor("\(k).\(name)", shape: leading + p.shape, on: backend) }
-    }
-
-    /// Whether any tensor "<k>.<name>" is present.
-    func has(_ name: String) -> Bool { state.tensors.keys.contains { $0.hasSuffix(".\(name)") } }
-
-    /// The seed's scalar entries (see `seed()`).
-    static func seedEntries(_ seed: UInt64) -> [String: Double] {
-        ["seed_low": Double(seed & 0xFFFF_FFFF), "seed_high": Double(seed >> 32)]
-    }
-
-    /// Per-parameter state tensors keyed "<k>.<name>", copied.
-    static func pieceEntries(_ name: String, _ pieces: [Tensor]) throws -> [String: Tensor] {
-        var out: [String: Tensor] = [:]
-        for (k, t) in pieces.enumerated() { out["\(k).\(name)"] = try t.cloned() }
-        return out
-    }
+    func requireLearningRate(_ rate: Double) throws { try checkHyperparameter(op, "learning rate", rate, above: 0) }
 }
 
 /// Stochastic variance-reduced gradient (Johnson & Zhang, "Accelerating Stochastic Gradient
@@ -329,11 +250,11 @@ public final class SVRG: Optimizer {
         var scalars: [String: Double] = ["step": Double(stepCount), "lr": learningRate, "batch_size": Double(batchSize),
                                          "update_frequency": Double(updateFrequency),
                                          "sample_count": Double(engine.sampleCount)]
-        scalars.merge(SavedStateReader.seedEntries(seed)) { $1 }
+        scalars.merge(OptimizerStateReader.seedEntries(seed)) { $1 }
         var tensors: [String: Tensor] = [:]
         if let snapshot, let snapshotGradient {
-            tensors.merge(try SavedStateReader.pieceEntries("snapshot", snapshot)) { $1 }
-            tensors.merge(try SavedStateReader.pieceEntries("snapshot_gradient", snapshotGradient)) { $1 }
+            tensors.merge(try OptimizerStateReader.pieceEntries("snapshot", snapshot)) { $1 }
+            tensors.merge(try OptimizerStateReader.pieceEntries("snapshot_gradient", snapshotGradient)) { $1 }
         }
         return OptimizerState(tensors: tensors, scalars: scalars)
     }
@@ -342,9 +263,9 @@ public final class SVRG: Optimizer {
     /// must match this optimizer's.
     /// - Throws: `TensorError` for a missing, non-finite or mismatched entry; nothing changes then.
     public func loadStateDictionary(_ state: OptimizerState) throws {
-        let r = SavedStateReader(op: "SVRG", state: state)
+        let r = OptimizerStateReader(op: "SVRG", state: state)
         let step = try r.integer("step")
-        let lr = try r.learningRate()
+        let lr = try r.learningRate(positive: true)
         _ = try r.integer("batch_size", minimum: 1, expected: batchSize)
         _ = try r.integer("update_frequency", minimum: 1, expected: updateFrequency)
         _ = try r.integer("sample_count", minimum: 1, expected: engine.sampleCount)

@@ -10,16 +10,16 @@ public class ParameterAverage {
     /// The number of `update()` calls so far.
     public private(set) var updateCount = 0
     let name: String
+    /// The weight w of the update that makes the `n`-th average.
+    let weight: (_ n: Int) -> Double
 
-    init(_ name: String, parameters: [Parameter]) throws {
+    init(_ name: String, parameters: [Parameter], weight: @escaping (_ n: Int) -> Double) throws {
         guard !parameters.isEmpty else { throw TensorError(.invalidArgument, op: name, "got an empty parameter list") }
         self.name = name
         self.parameters = parameters
+        self.weight = weight
         averages = try parameters.map { try $0.value.cloned() }
     }
-
-    /// The weight w of the update that makes `updateCount` averages.
-    func weight(_ count: Int) -> Double { fatalError("\(name) must override weight(_:)") }
 
     /// Folds the current parameter values into the averages.
     public func update() throws {
@@ -48,21 +48,16 @@ public class ParameterAverage {
     /// Restores `stateDictionary()`; validates every entry first.
     public func loadStateDictionary(_ saved: OptimizerState) throws {
         let op = "\(name).loadStateDictionary"
-        guard let n = saved.scalars["update_count"], n >= 0, n == n.rounded(), n < 1e15 else {
-            throw TensorError(.invalidArgument, op: op, "missing or invalid 'update_count'")
-        }
-        var loaded: [Tensor] = []
-        for (i, p) in parameters.enumerated() {
-            guard let a = saved.tensors["\(i).average"], a.shape == p.shape else {
-                throw TensorError(.shapeMismatch, op: op, "'\(i).average' is missing or does not have shape \(p.shape)")
-            }
-            loaded.append(try a.to(p.value.backend).cloned())
+        let reader = OptimizerStateReader(op: op, state: saved)
+        let n = try reader.count("update_count")
+        let loaded = try parameters.enumerated().map { i, p in
+            try reader.tensor("\(i).average", shape: p.shape, on: p.value.backend)
         }
         guard saved.tensors.count == parameters.count else {
             throw TensorError(.invalidArgument, op: op, "expected \(parameters.count) averages, got \(saved.tensors.count)")
         }
         averages = loaded
-        updateCount = Int(n)
+        updateCount = n
     }
 }
 
@@ -74,10 +69,8 @@ public final class ExponentialMovingAverage: ParameterAverage {
     public init(_ parameters: [Parameter], decay: Double = 0.999) throws {
         try checkHyperparameter("ExponentialMovingAverage", "decay", decay, atLeast: 0, atMost: 1)
         self.decay = decay
-        try super.init("ExponentialMovingAverage", parameters: parameters)
+        try super.init("ExponentialMovingAverage", parameters: parameters) { n in n == 1 ? 1 : 1 - decay }
     }
-
-    override func weight(_ count: Int) -> Double { count == 1 ? 1 : 1 - decay }
 }
 
 /// Stochastic weight averaging (Izmailov et al. 2018): the equal average
@@ -86,10 +79,8 @@ public final class ExponentialMovingAverage: ParameterAverage {
 /// recomputed for θ̄ (one pass over the training data in train mode) before evaluation.
 public final class StochasticWeightAveraging: ParameterAverage {
     public init(_ parameters: [Parameter]) throws {
-        try super.init("StochasticWeightAveraging", parameters: parameters)
+        try super.init("StochasticWeightAveraging", parameters: parameters) { n in 1 / Double(n) }
     }
-
-    override func weight(_ count: Int) -> Double { 1 / Double(count) }
 }
 
 /// Lookahead (Zhang, Lucas, Hinton & Ba 2019): the inner ("fast") optimizer takes k steps, then
@@ -143,22 +134,14 @@ public final class Lookahead: Optimizer {
     }
 
     public func loadStateDictionary(_ saved: OptimizerState) throws {
-        let op = "Lookahead.loadStateDictionary"
-        guard let n = saved.scalars["lookahead_step"], n >= 0, n == n.rounded(), n < 1e15 else {
-            throw TensorError(.invalidArgument, op: op, "missing or invalid 'lookahead_step'")
-        }
-        var slow: [Tensor] = []
-        for (i, p) in parameters.enumerated() {
-            guard let s = saved.tensors["\(i).slow"], s.shape == p.shape else {
-                throw TensorError(.shapeMismatch, op: op, "'\(i).slow' is missing or does not have shape \(p.shape)")
-            }
-            slow.append(try s.to(p.value.backend).cloned())
-        }
+        let reader = OptimizerStateReader(op: "Lookahead.loadStateDictionary", state: saved)
+        let n = try reader.count("lookahead_step")
+        let slow = try parameters.enumerated().map { i, p in try reader.tensor("\(i).slow", shape: p.shape, on: p.value.backend) }
         var innerState = OptimizerState()
         for (key, t) in saved.tensors where key.hasPrefix("inner.") { innerState.tensors[String(key.dropFirst(6))] = t }
         for (key, v) in saved.scalars where key.hasPrefix("inner.") { innerState.scalars[String(key.dropFirst(6))] = v }
         try inner.loadStateDictionary(innerState)
         slowWeights = slow
-        stepCount = Int(n)
+        stepCount = n
     }
 }

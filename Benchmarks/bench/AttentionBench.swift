@@ -45,10 +45,7 @@ struct AttentionBench: ParsableCommand {
     }
 
     func run() throws {
-        let cl = common.backend != .cpu ? try openCLBackend(common.device) : nil
-        var backends: [(String, any Backend)] = []
-        if common.backend != .opencl { backends.append(("cpu", CPUBackend.shared)) }
-        if let cl { backends.append(("opencl", cl)) }
+        let (backends, cl) = try selectedBackends(common.backend, device: common.device)
         // The best of three, so a busy moment does not lower the peak.
         let peak = (0..<3).map { _ in CPUBackend.measureFMAPeak() }.max() ?? 0
         var header = MachineHeader.lines(openCL: cl)

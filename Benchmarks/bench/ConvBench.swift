@@ -31,10 +31,7 @@ struct ConvBench: ParsableCommand {
     }
 
     func run() throws {
-        let cl = common.backend != .cpu ? try openCLBackend(common.device) : nil
-        var backends: [(String, any Backend)] = []
-        if common.backend != .opencl { backends.append(("cpu", CPUBackend.shared)) }
-        if let cl { backends.append(("opencl", cl)) }
+        let (backends, cl) = try selectedBackends(common.backend, device: common.device)
         var rows: [Row] = []
         for (c, s) in parsedLayers ?? [] {
             rows += try layer(channels: c, size: s, backends: backends)

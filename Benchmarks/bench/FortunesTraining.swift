@@ -48,10 +48,7 @@ extension TrainBench {
         let validationTokens = try vocabulary.encode(FortunesCorpus.text(of: validationFortunes))
         let unigram = try unigramPerplexity(trainingTokens: trainTokens, validationTokens: validationTokens,
                                             vocabularySize: vocabulary.count)
-        let cl = backend != .cpu ? try openCLBackend(device) : nil
-        var backends: [(String, any Backend)] = []
-        if backend != .opencl { backends.append(("cpu", CPUBackend.shared)) }
-        if let cl { backends.append(("opencl", cl)) }
+        let (backends, cl) = try selectedBackends(backend, device: device)
         for line in MachineHeader.lines(openCL: cl) { emit(line) }
         emit(String(format: "fortunes: %d fortunes from %d files (%d train / %d validation), %d characters, vocabulary %d; loaded in %.2f s",
                     corpus.count, corpus.files.count, trainFortunes.count, validationFortunes.count,

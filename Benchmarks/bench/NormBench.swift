@@ -47,10 +47,7 @@ struct NormBench: ParsableCommand {
     }
 
     func run() throws {
-        let cl = common.backend != .cpu ? try openCLBackend(common.device) : nil
-        var backends: [(String, any Backend)] = []
-        if common.backend != .opencl { backends.append(("cpu", CPUBackend.shared)) }
-        if let cl { backends.append(("opencl", cl)) }
+        let (backends, cl) = try selectedBackends(common.backend, device: common.device)
         var header = MachineHeader.lines(openCL: cl)
         header.append("GB/s counts bytes read + written once (fwd: x, y; bwd: x, dy, dx); baseline: unfused composite of elementwise and reduction ops, same run")
         var rows: [Row] = []

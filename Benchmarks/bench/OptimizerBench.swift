@@ -29,10 +29,7 @@ struct OptimizerBench: ParsableCommand {
     }
 
     func run() throws {
-        let cl = common.backend != .cpu ? try openCLBackend(common.device) : nil
-        var backends: [(String, any Backend)] = []
-        if common.backend != .opencl { backends.append(("cpu", CPUBackend.shared)) }
-        if let cl { backends.append(("opencl", cl)) }
+        let (backends, cl) = try selectedBackends(common.backend, device: common.device)
         var header = MachineHeader.lines(openCL: cl)
         header.append("GB/s counts arrays read + written once per step (adam: 7 × 4 bytes per element, sgd momentum: 5, lion: 5); baseline: Adam as a composite of elementwise ops, same run")
         var rows: [Row] = []

@@ -151,6 +151,15 @@ func report(_ rows: [Row], header: [String], json: Bool) throws {
 }
 
 /// The OpenCL backend for `--device`, or a clear message when there is none.
+/// The backends a `--backend` choice names, CPU first, and the OpenCL backend when one is used.
+func selectedBackends(_ choice: BackendChoice, device: Int) throws -> (list: [(String, any Backend)], openCL: OpenCLBackend?) {
+    let cl = choice != .cpu ? try openCLBackend(device) : nil
+    var list: [(String, any Backend)] = []
+    if choice != .opencl { list.append(("cpu", CPUBackend.shared)) }
+    if let cl { list.append(("opencl", cl)) }
+    return (list, cl)
+}
+
 func openCLBackend(_ index: Int) throws -> OpenCLBackend {
     do {
         return try OpenCLBackend(deviceIndex: index)

@@ -64,10 +64,7 @@ struct TrainBench: ParsableCommand {
         let loadStart = Date()
         let train = try FashionMNIST(split: .train, directory: directory, limit: limit, normalization: FashionMNIST.normalization)
         let test = try FashionMNIST(split: .test, directory: directory, limit: testLimit, normalization: FashionMNIST.normalization)
-        let cl = backend != .cpu ? try openCLBackend(device) : nil
-        var backends: [(String, any Backend)] = []
-        if backend != .opencl { backends.append(("cpu", CPUBackend.shared)) }
-        if let cl { backends.append(("opencl", cl)) }
+        let (backends, cl) = try selectedBackends(backend, device: device)
         for line in MachineHeader.lines(openCL: cl) { emit(line) }
         emit(String(format: "fashion-mnist: %d train / %d test images loaded in %.2f s from %@",
                      train.count, test.count, Date().timeIntervalSince(loadStart), directory.path))

@@ -77,12 +77,8 @@ public class FusedOptimizer: Optimizer {
         stepCount += 1
     }
 
-    /// Scalars a subclass adds to the state dictionary (hyperparameters for the record).
-    var extraScalars: [String: Double] { [:] }
-
     public func stateDictionary() throws -> OptimizerState {
         var out = OptimizerState(scalars: ["lr": learningRate, "step": Double(stepCount)])
-        for (name, value) in extraScalars { out.scalars[name] = value }
         for i in parameters.indices {
             out.scalars["\(i).step"] = Double(parameterSteps[i])
             guard let s = state[i] else { continue }

@@ -99,7 +99,7 @@ public final class LBFGS: Optimizer {
     /// Zeroes the gradients, evaluates and back-propagates the closure: (loss, flat gradient).
     func evaluate() throws -> (Double, Tensor) {
         for p in parameters { p.zeroGradient() }
-        let loss = try LossEvaluation.backpropagate(closure, op: "LBFGS")
+        let loss = Double(try LossEvaluation.backpropagate(closure, op: "LBFGS").item())
         evaluationCount += 1
         return (loss, try FlatParameters.gradient(parameters))
     }

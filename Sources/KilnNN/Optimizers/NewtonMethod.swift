@@ -66,7 +66,7 @@ public final class NewtonMethod: Optimizer {
     /// ∇L at the parameters' current values, flattened, and the loss.
     private func gradient() throws -> (loss: Double, gradient: [Double]) {
         for p in parameters { p.zeroGradient() }
-        let loss = try LossEvaluation.backpropagate(closure, op: "NewtonMethod")
+        let loss = Double(try LossEvaluation.backpropagate(closure, op: "NewtonMethod").item())
         return (loss, try FlatParameters.gradient(parameters).scalars().map(Double.init))
     }
 

@@ -107,9 +107,9 @@ enum LossEvaluation {
     }
 
     /// Runs a loss closure with recording on, checks it returns one element that depends on the
-    /// parameters, back-propagates it and returns its value. Gradients accumulate into the
-    /// parameters' current values.
-    static func backpropagate(_ closure: () throws -> Tensor, op: String) throws -> Double {
+    /// parameters, back-propagates it and returns the loss (cut from the graph; reading it is the
+    /// caller's choice). Gradients accumulate into the parameters' current values.
+    static func backpropagate(_ closure: () throws -> Tensor, op: String) throws -> Tensor {
         try recording {
             let loss = try closure()
             guard loss.count == 1 else {
@@ -120,7 +120,7 @@ enum LossEvaluation {
                                   "the closure's loss does not depend on the parameters (it does not require a gradient)")
             }
             try loss.reshaped(to: []).backward()
-            return Double(try loss.detached().item())
+            return loss.detached()
         }
     }
 }

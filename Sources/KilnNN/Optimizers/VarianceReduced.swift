@@ -93,15 +93,7 @@ final class FiniteSumEngine {
     /// gets zeros.
     func gradient(_ indices: [Int]) throws -> [Tensor] {
         for p in parameters { p.zeroGradient() }
-        let loss = try GradientMode.$isRecording.withValue(true) { try objective.loss(indices) }
-        guard loss.count == 1 else {
-            throw TensorError(.invalidArgument, op: op, "the objective must return a one-element loss, got shape \(loss.shape)")
-        }
-        guard loss.requiresGradient else {
-            throw TensorError(.invalidArgument, op: op,
-                              "the objective's loss does not depend on the parameters (no gradient was recorded)")
-        }
-        try loss.backward()
+        _ = try LossEvaluation.backpropagate({ try objective.loss(indices) }, op: op)
         return try parameters.map { p in try p.gradient ?? Tensor.zeros(p.shape, on: backend) }
     }
 

@@ -67,7 +67,8 @@ public func evaluateClassifier(_ model: some Module, loader: DataLoader, classes
             let (x, y) = try batch.tensors()
             let logits = try model(x)
             lossSum += Double(try crossEntropy(logits: logits, targets: y).item()) * Double(batch.count)
-            try confusion.add(logits: logits, labels: y)
+            let predicted = try logits.argmax(axis: 1).scalars().map { Int($0) }
+            try confusion.add(predicted: predicted, actual: batch.labelValues.map { Int($0) })
             seen += batch.count
         }
     }

@@ -213,8 +213,8 @@ public final class AdaBound: FusedOptimizer {
 /// LAMB (You et al. 2020, Algorithm 2): r = m̂/(√v̂ + ε) + λθ with bias-corrected moments, then a
 /// layer-wise trust ratio: θ ← θ − η·(‖θ‖/‖r‖)·r (ratio 1 when either norm is 0).
 ///
-/// Two passes per parameter: the fused kernel writes r and the moments, then the norms (one
-/// host read each) scale the step.
+/// Two passes per parameter: the fused kernel writes r and the moments, then the two norms (one
+/// host read for both) scale the step.
 public final class LAMB: FusedOptimizer {
     public let betas: (Double, Double)
     public let epsilon: Double
@@ -237,8 +237,9 @@ public final class LAMB: FusedOptimizer {
 
     override func finish(_ index: Int, step t: Int, result: Tensor, state: [Tensor]) throws -> Tensor {
         let theta = parameters[index].value.detached(), r = state[2]
-        let thetaNorm = Double(try (theta * theta).sum().item()).squareRoot()
-        let rNorm = Double(try (r * r).sum().item()).squareRoot()
+        let squares = try Tensor.concatenated([try (theta * theta).sum().reshaped(to: [1]),
+                                               try (r * r).sum().reshaped(to: [1])], axis: 0).scalars()
+        let thetaNorm = Double(squares[0]).squareRoot(), rNorm = Double(squares[1]).squareRoot()
         let trust = thetaNorm > 0 && rNorm > 0 ? thetaNorm / rNorm : 1
         let step: Tensor = try r * Float(learningRate * trust)
         return try theta - step
